@@ -171,7 +171,6 @@ func TestServerInitResyncMidMessage(t *testing.T) {
 	h.expect(cid, transport.CmdPing, pattern(100))
 }
 
-
 func TestServerInitResyncMidHandler(t *testing.T) {
 	started, cancelled := make(chan struct{}), make(chan struct{})
 	fh := &fakeHandler{cbor: func(ctx context.Context, _ []byte, _ func(byte)) []byte {
