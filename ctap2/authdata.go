@@ -105,6 +105,9 @@ func ParseAuthData(b []byte) (*AuthData, error) {
 		if err := Unmarshal(s, &ext); err != nil {
 			return nil, fmt.Errorf("authenticator data: extensions: %w", err)
 		}
+		if ext == nil { // CBOR null decodes into a map without error
+			return nil, errors.New("authenticator data: extensions: not a CBOR map")
+		}
 		a.Extensions = append([]byte(nil), s...)
 		s = nil
 	}

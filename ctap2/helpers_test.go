@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"encoding/hex"
+	"math/big"
 	"strings"
 	"testing"
 )
@@ -54,3 +55,11 @@ func mustCBOR(t testing.TB, v any) []byte {
 }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+func bigFromHex(s string) *big.Int {
+	n, ok := new(big.Int).SetString(strings.Join(strings.Fields(s), ""), 16)
+	if !ok {
+		panic("bad hex " + s)
+	}
+	return n
+}
