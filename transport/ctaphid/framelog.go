@@ -92,6 +92,9 @@ func ParseTranscript(r io.Reader) ([]Frame, error) {
 		f := &frames[len(frames)-1]
 		hexPart, _, _ := strings.Cut(trimmed, "|") // the ASCII column may contain anything
 		fields := strings.Fields(hexPart)
+		if len(fields) == 0 {
+			return nil, fmt.Errorf("ctaphid: transcript line %d: no offset before the ASCII column", n)
+		}
 		off, err := strconv.ParseUint(fields[0], 16, 32)
 		if err != nil || int(off) != len(f.Packet) {
 			return nil, fmt.Errorf("ctaphid: transcript line %d: offset %q, want %08x", n, fields[0], len(f.Packet))
