@@ -158,6 +158,9 @@ func ParseCOSEKey(data []byte) (*COSEKey, error) {
 		if n.BitLen() < 2048 || n.BitLen() > 8192 || len(k.N) != (n.BitLen()+7)/8 {
 			return nil, fmt.Errorf("cose RSA key: modulus of %d bits is not acceptable", n.BitLen())
 		}
+		if n.Bit(0) == 0 {
+			return nil, errors.New("cose RSA key: modulus is even")
+		}
 		if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 || e.Bit(0) == 0 {
 			return nil, errors.New("cose RSA key: bad public exponent")
 		}
@@ -186,9 +189,14 @@ func (k *COSEKey) Marshal() ([]byte, error) {
 			return nil, fmt.Errorf("cose key: %w", err)
 		}
 		size := (len(raw) - 1) / 2
-		crv := crvP256
-		if pub.Curve == elliptic.P384() {
+		var crv int
+		switch pub.Curve {
+		case elliptic.P256():
+			crv = crvP256
+		case elliptic.P384():
 			crv = crvP384
+		default:
+			return nil, fmt.Errorf("cose key: unsupported curve %s", pub.Curve.Params().Name)
 		}
 		return Marshal(coseEC2{Kty: ktyEC2, Alg: k.Alg, Crv: crv, X: raw[1 : 1+size], Y: raw[1+size:]})
 	case ed25519.PublicKey:
