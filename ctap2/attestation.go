@@ -69,7 +69,7 @@ func VerifyAttestation(format string, attStmt []byte, authData []byte, clientDat
 	switch format {
 	case FormatNone:
 		var m map[string]RawMessage
-		if err := Unmarshal(attStmt, &m); err != nil || len(m) != 0 {
+		if err := Unmarshal(attStmt, &m); err != nil || m == nil || len(m) != 0 {
 			return nil, errors.New("attestation: format none needs an empty statement")
 		}
 		return &AttestationResult{Format: format, Type: AttestationNone}, nil
