@@ -583,3 +583,21 @@ func TestDBDamagedRecord(t *testing.T) {
 		t.Errorf("CredentialsByRP(damaged) succeeded")
 	}
 }
+
+// TestOpenReadsOnly: opening and reading a good state file does not write to it.
+func TestOpenReadsOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "softkey.db")
+	d := createDB(t, path)
+	mustPut(t, d, testCred("example.com", "alice", "cred-1"))
+	d.Close()
+	snap := takeSnapshot(t, path)
+	d = openDB(t, path)
+	if _, err := d.CredentialsByRP(rpHash("example.com")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CountCredentials(); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	snap.check(t, path)
+}
