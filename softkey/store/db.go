@@ -385,10 +385,10 @@ const (
 )
 
 type boltMeta struct {
-	pageSize               uint32
-	root, freelist, pgid   uint64
-	txid                   uint64
-	badMagic, badChecksums bool
+	pageSize             uint32
+	root, freelist, pgid uint64
+	txid                 uint64
+	badMagic             bool
 }
 
 func parseBoltMeta(b []byte) (m boltMeta, ok bool) {
@@ -405,7 +405,6 @@ func parseBoltMeta(b []byte) (m boltMeta, ok bool) {
 		return m, false
 	}
 	if fnv64a(b[:56]) != ne.Uint64(b[56:]) {
-		m.badChecksums = true
 		return m, false
 	}
 	m.pageSize = ne.Uint32(b[8:])
