@@ -30,6 +30,7 @@ func init() {
 		DupMapKey:             cbor.DupMapKeyEnforcedAPF,
 		IndefLength:           cbor.IndefLengthForbidden,
 		TagsMd:                cbor.TagsForbidden,
+		FieldNameMatching:     cbor.FieldNameMatchingCaseSensitive, // "Alg" is not "alg"
 		MaxNestedLevels:       maxNesting,
 		UTF8:                  cbor.UTF8RejectInvalid,
 		IntDec:                cbor.IntDecConvertSignedOrBigInt,

@@ -353,3 +353,24 @@ func TestInfoGolden(t *testing.T) {
 		t.Errorf("default MessageSize = %d", empty.MessageSize())
 	}
 }
+
+func TestUnmarshalKeysAreExact(t *testing.T) {
+	// CTAP map keys are case-sensitive: "Alg" and "TYPE" are unknown keys, not "alg"
+	// and "type".
+	var p CredentialParam
+	if err := Unmarshal(unhex("a2 63 416c67 26 64 54595045 6a 7075626c69632d6b6579"), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p != (CredentialParam{}) {
+		t.Errorf("case-folded keys were decoded: %+v", p)
+	}
+	var o Options
+	if err := Unmarshal(unhex("a1 62 524b f5"), &o); err != nil || o.RK != nil {
+		t.Errorf(`{"RK": true} decoded as rk: %+v, %v`, o, err)
+	}
+	// A text key "1" is not the integer key 1.
+	var info Info
+	if err := Unmarshal(unhex("a1 61 31 81 68 4649444f5f325f30"), &info); err != nil || info.Versions != nil {
+		t.Errorf(`{"1": [...]} decoded as versions: %+v, %v`, info, err)
+	}
+}
