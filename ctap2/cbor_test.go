@@ -374,3 +374,14 @@ func TestUnmarshalKeysAreExact(t *testing.T) {
 		t.Errorf(`{"1": [...]} decoded as versions: %+v, %v`, info, err)
 	}
 }
+
+func TestInfoMessageSizeHuge(t *testing.T) {
+	// An authenticator advertising an absurd maxMsgSize must not make every request "too
+	// large" through integer overflow.
+	for _, n := range []uint{1 << 31, 1<<63 - 1, 1 << 63, ^uint(0)} {
+		info := Info{MaxMsgSize: n}
+		if got := info.MessageSize(); got < 7609 {
+			t.Errorf("MaxMsgSize %d: MessageSize() = %d", n, got)
+		}
+	}
+}

@@ -464,6 +464,16 @@ func TestClientMessageSize(t *testing.T) {
 		t.Errorf("%d requests reached the device, want 2 (getInfo and the 1200-byte one)", n)
 	}
 
+	// A key claiming an absurd maxMsgSize (2^64-1) does not make every request too large.
+	huge := cat(unhex("00 a3 01 81 68 4649444f5f325f30 03 50"), testAAGUID, unhex("05 1b ffffffffffffffff"))
+	c2 := NewClient(new(fakeDevice).raw(huge).raw([]byte{0}))
+	if _, err := c2.GetInfo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Call(ctx, CmdConfig, make([]byte, 5000), nil); err != nil {
+		t.Errorf("after maxMsgSize 2^64-1: %v", err)
+	}
+
 	// A request that cannot be encoded is an error, not a panic.
 	if err := c.Call(ctx, CmdConfig, make(chan int), nil); err == nil {
 		t.Error("unencodable request accepted")

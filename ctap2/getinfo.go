@@ -1,5 +1,7 @@
 package ctap2
 
+import "math"
+
 // Info is the authenticatorGetInfo response (CTAP 2.1 §6.4, 2.2 additions).
 type Info struct {
 	Versions                         []string          `cbor:"1,keyasint"`
@@ -55,6 +57,9 @@ func (i *Info) Option(name string) (value, present bool) {
 func (i *Info) MessageSize() int {
 	if i.MaxMsgSize == 0 {
 		return DefaultMaxMsgSize
+	}
+	if i.MaxMsgSize > math.MaxInt {
+		return math.MaxInt
 	}
 	return int(i.MaxMsgSize)
 }
