@@ -14,6 +14,29 @@ import (
 	"github.com/ctapkit/ctapkit/transport"
 )
 
+// expiringCtx is a context whose deadline passes when the test says so: it
+// reports context.DeadlineExceeded without depending on how fast goroutines run.
+type expiringCtx struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newExpiringCtx() *expiringCtx {
+	return &expiringCtx{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *expiringCtx) expire()               { c.once.Do(func() { close(c.done) }) }
+func (c *expiringCtx) Done() <-chan struct{} { return c.done }
+func (c *expiringCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
 // within waits for a value from ch, failing the test after waitLimit.
 func within[T any](t testing.TB, ch <-chan T) T {
 	t.Helper()
@@ -100,14 +123,76 @@ func (r *recorder) sentCommands() []string {
 }
 
 // openDevice serves h on a Pipe and opens a host Device on the other end.
+// Open itself waits up to waitLimit; opts.Timeout applies from then on, so that a
+// short one cannot fail Open on a loaded machine.
 func openDevice(t testing.TB, h Handler, sopts ServerOptions, opts Options) (*Device, *Server) {
 	t.Helper()
 	s, raw := startServer(t, h, sopts)
+	timeout := opts.Timeout
+	opts.Timeout = waitLimit
 	d, err := Open(testCtx(t), raw.conn, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
+	setTimeout(d, timeout)
 	return d, s
+}
+
+// setTimeout changes Options.Timeout of d (0 = the default) between
+// transactions. No transaction may be running.
+func setTimeout(d *Device, timeout time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	d.opts.Timeout = timeout
+}
+
+// busyTrigger is an Options.Log that records frames and runs a function when the
+// host has received a given number of ERR_CHANNEL_BUSY replies. The function runs
+// on the host's goroutine after the reply was read, so what the host does next
+// does not depend on timing.
+type busyTrigger struct {
+	recorder
+	tmu   sync.Mutex
+	count int
+	at    int
+	fn    func()
+}
+
+func (b *busyTrigger) log(dir string, p []byte) {
+	b.recorder.log(dir, p)
+	q := normalize(p)
+	if dir != "recv" || q == nil || !isInit(q) {
+		return
+	}
+	if c, _ := initHeader(q); c != transport.CmdError || q[initHeaderSize] != byte(ErrChannelBusy) {
+		return
+	}
+	b.tmu.Lock()
+	b.count++
+	fn := b.fn
+	if fn == nil || b.count < b.at {
+		b.tmu.Unlock()
+		return
+	}
+	b.fn = nil
+	b.tmu.Unlock()
+	fn()
+}
+
+// after arranges for fn to run at the n-th busy reply from now.
+func (b *busyTrigger) after(n int, fn func()) {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	b.at, b.fn = b.count+n, fn
+}
+
+func (b *busyTrigger) busy() int {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	return b.count
 }
 
 // packetsFor is the number of reports that carry an n-byte message.
@@ -208,7 +293,8 @@ func initReply(nonce []byte, cid uint32) []byte {
 	return append(b, rawCaps)
 }
 
-// openRaw opens a host Device against a rawDevice, which allocates cid.
+// openRaw opens a host Device against a rawDevice, which allocates cid. As with
+// openDevice, opts.Timeout applies after Open.
 func openRaw(t testing.TB, cid uint32, opts Options) (*Device, *rawDevice) {
 	t.Helper()
 	host, rd := newRawDevice(t)
@@ -216,6 +302,8 @@ func openRaw(t testing.TB, cid uint32, opts Options) (*Device, *rawDevice) {
 		d   *Device
 		err error
 	}
+	timeout := opts.Timeout
+	opts.Timeout = waitLimit
 	ch := async(func() opened {
 		d, err := Open(testCtx(t), host, opts)
 		return opened{d, err}
@@ -225,6 +313,7 @@ func openRaw(t testing.TB, cid uint32, opts Options) (*Device, *rawDevice) {
 	if o.err != nil {
 		t.Fatalf("Open: %v", o.err)
 	}
+	setTimeout(o.d, timeout)
 	if o.d.CID() != cid {
 		t.Fatalf("CID = %08x, want %08x", o.d.CID(), cid)
 	}
@@ -425,7 +514,7 @@ func TestHostLockSharedDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recB := &recorder{}
+	recB := &busyTrigger{}
 	b, err := Open(testCtx(t), hosts[1], Options{Log: recB.log})
 	if err != nil {
 		t.Fatal(err)
@@ -437,15 +526,20 @@ func TestHostLockSharedDevice(t *testing.T) {
 	if err := a.Lock(ctx, 5); err != nil {
 		t.Fatal(err)
 	}
-	// B retries while the lock holds, then gives up with ctx.
-	bctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	// B retries while the lock holds, until ctx ends while it waits to retry.
+	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	recB.after(2, cancel)
+	start := time.Now()
 	err = b.Ping(bctx, []byte("b"))
-	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrChannelBusy) || !errors.Is(err, transport.ErrInUse) {
-		t.Fatalf("Ping while locked: err = %v, want DeadlineExceeded and ErrChannelBusy", err)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrChannelBusy) || !errors.Is(err, transport.ErrInUse) {
+		t.Fatalf("Ping while locked: err = %v, want context.Canceled and ErrChannelBusy", err)
 	}
-	if pings := countCmd(recB.packets("send"), b.CID(), transport.CmdPing); pings < 2 {
-		t.Errorf("B sent PING %d times within 250 ms, want retries every 100 ms", pings)
+	if pings := countCmd(recB.packets("send"), b.CID(), transport.CmdPing); pings != 2 {
+		t.Errorf("B sent PING %d times for 2 busy replies", pings)
+	}
+	if took := time.Since(start); took < busyRetryInterval {
+		t.Errorf("B retried after %v, want >= %v", took, busyRetryInterval)
 	}
 	if err := a.Ping(ctx, []byte("a")); err != nil {
 		t.Fatalf("owner Ping: %v", err)
@@ -483,16 +577,15 @@ func TestHostBusySharedDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recB := &recorder{}
+	recB := &busyTrigger{}
 	b, err := Open(ctx, hosts[1], Options{Log: recB.log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	resA := goTransact(ctx, a, transport.CmdCBOR, []byte{0x01})
 	within(t, started)
+	recB.after(2, func() { close(release) }) // A finishes once B has retried
 	resB := goTransact(ctx, b, transport.CmdPing, pattern(150))
-	time.Sleep(250 * time.Millisecond)
-	close(release)
 	ra, rb := within(t, resA), within(t, resB)
 	if ra.err != nil || !bytes.Equal(ra.data, []byte{0}) {
 		t.Fatalf("A: % x, %v", ra.data, ra.err)
@@ -523,7 +616,8 @@ func TestHostBusySharedDevice(t *testing.T) {
 // ERR_CHANNEL_BUSY the host waits busyRetryInterval and sends the whole request again.
 func TestHostBusyRetry(t *testing.T) {
 	const cid = 0x0a0b0c0d
-	d, rd := openRaw(t, cid, Options{})
+	trigger := &busyTrigger{}
+	d, rd := openRaw(t, cid, Options{Log: trigger.log})
 	res := goTransact(testCtx(t), d, transport.CmdPing, pattern(100))
 	m := rd.expect(cid, transport.CmdPing)
 	busyAt := time.Now()
@@ -551,11 +645,11 @@ func TestHostBusyRetry(t *testing.T) {
 
 	// A cancelled ctx stops the retries, and the error names both reasons.
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	trigger.after(1, cancel)
 	res = goTransact(ctx, d, transport.CmdPing, []byte("x"))
 	rd.expect(cid, transport.CmdPing)
 	rd.send(cid, transport.CmdError, []byte{byte(ErrChannelBusy)})
-	time.Sleep(20 * time.Millisecond)
-	cancel()
 	r := within(t, res)
 	if !errors.Is(r.err, context.Canceled) || !errors.Is(r.err, ErrChannelBusy) {
 		t.Fatalf("err = %v, want context.Canceled and ErrChannelBusy", r.err)
@@ -563,14 +657,14 @@ func TestHostBusyRetry(t *testing.T) {
 	rd.expectSilence(busyRetryInterval + 50*time.Millisecond)
 }
 
-// TestHostKeepalive checks that statuses reach the WithKeepalive callback once per
-// change and that keepalives restart the silence timeout.
+// TestHostKeepalive checks that the statuses of a handler waiting for a touch
+// reach the WithKeepalive callback, once per change.
 func TestHostKeepalive(t *testing.T) {
-	release := make(chan struct{})
+	sawProcessing, upNeeded, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	fh := &fakeHandler{cbor: func(ctx context.Context, req []byte, status func(byte)) []byte {
 		status(transport.StatusProcessing)
-		select {
-		case <-time.After(150 * time.Millisecond):
+		select { // until the host has seen it, so that the sequence is deterministic
+		case <-sawProcessing:
 		case <-ctx.Done():
 			return []byte{0x2D}
 		}
@@ -582,23 +676,30 @@ func TestHostKeepalive(t *testing.T) {
 			return []byte{0x2D}
 		}
 	}}
-	// The handler takes longer than Timeout; only the keepalives keep the host waiting.
-	d, _ := openDevice(t, fh, ServerOptions{KeepaliveInterval: 20 * time.Millisecond}, Options{Timeout: 100 * time.Millisecond})
+	d, _ := openDevice(t, fh, ServerOptions{KeepaliveInterval: 10 * time.Millisecond}, Options{})
 
 	var mu sync.Mutex
 	var statuses []byte
-	upNeeded := make(chan struct{})
 	ctx := transport.WithKeepalive(testCtx(t), func(s byte) {
 		mu.Lock()
 		defer mu.Unlock()
 		statuses = append(statuses, s)
-		if s == transport.StatusUPNeeded {
+		switch s {
+		case transport.StatusProcessing:
+			close(sawProcessing)
+		case transport.StatusUPNeeded:
 			close(upNeeded)
 		}
 	})
 	res := goTransact(ctx, d, transport.CmdCBOR, []byte{0x01, 0xa0})
-	within(t, upNeeded)
-	time.Sleep(150 * time.Millisecond) // still waiting for the touch
+	select {
+	case <-upNeeded:
+	case r := <-res:
+		t.Fatalf("Transact returned before the touch: % x, %v", r.data, r.err)
+	case <-time.After(waitLimit):
+		t.Fatal("no UP-needed status")
+	}
+	time.Sleep(50 * time.Millisecond) // several more UP-needed keepalives
 	close(release)
 	r := within(t, res)
 	if r.err != nil || !bytes.Equal(r.data, []byte{0x00, 0x01, 0xa0}) {
@@ -692,6 +793,7 @@ func TestHostTimeout(t *testing.T) {
 		}
 		// The host cancels, and resynchronises before the next request.
 		rd.expect(cid, transport.CmdCancel)
+		setTimeout(d, waitLimit) // the resync must not depend on this goroutine's speed
 		res = goTransact(testCtx(t), d, transport.CmdPing, []byte("again"))
 		rd.answerInit(cid, cid)
 		m := rd.expect(cid, transport.CmdPing)
@@ -702,17 +804,16 @@ func TestHostTimeout(t *testing.T) {
 	})
 	t.Run("ctx deadline", func(t *testing.T) {
 		d, rd := openRaw(t, cid, Options{Timeout: waitLimit})
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		defer cancel()
+		// The deadline passes once the device has the request, however slowly
+		// the host goroutine got going.
+		ctx := newExpiringCtx()
 		res := goTransact(ctx, d, transport.CmdCBOR, []byte{0x04})
 		rd.expect(cid, transport.CmdCBOR)
+		ctx.expire()
 		rd.expect(cid, transport.CmdCancel)
 		r := within(t, res)
 		if !errors.Is(r.err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want context.DeadlineExceeded", r.err)
-		}
-		if r.took > 50*time.Millisecond+cancelGrace+200*time.Millisecond {
-			t.Errorf("returned after %v", r.took)
 		}
 		// No final reply came during the grace period: resync first.
 		res = goTransact(testCtx(t), d, transport.CmdPing, []byte("again"))
@@ -724,16 +825,24 @@ func TestHostTimeout(t *testing.T) {
 		}
 	})
 	t.Run("keepalives extend", func(t *testing.T) {
-		d, rd := openRaw(t, cid, Options{Timeout: 60 * time.Millisecond})
+		const timeout = 200 * time.Millisecond
+		d, rd := openRaw(t, cid, Options{Timeout: timeout})
 		res := goTransact(testCtx(t), d, transport.CmdCBOR, []byte{0x04})
 		rd.expect(cid, transport.CmdCBOR)
-		for range 5 {
-			time.Sleep(25 * time.Millisecond)
+		last, maxGap := time.Now(), time.Duration(0)
+		for range 8 {
+			time.Sleep(timeout / 5)
 			rd.send(cid, transport.CmdKeepalive, []byte{transport.StatusProcessing})
+			maxGap, last = max(maxGap, time.Since(last)), time.Now()
 		}
 		rd.send(cid, transport.CmdCBOR, []byte{0x00})
-		if r := within(t, res); r.err != nil || r.took < 100*time.Millisecond {
-			t.Fatalf("Transact = %v after %v", r.err, r.took)
+		maxGap = max(maxGap, time.Since(last))
+		r := within(t, res)
+		if r.err != nil && maxGap >= timeout*3/4 {
+			t.Skipf("the device goroutine stalled for %v (Timeout %v): machine too busy to tell", maxGap, timeout)
+		}
+		if r.err != nil || r.took < timeout {
+			t.Fatalf("Transact = %v after %v (longest gap between keepalives %v)", r.err, r.took, maxGap)
 		}
 	})
 	t.Run("Open", func(t *testing.T) {
@@ -762,6 +871,7 @@ func TestHostForgottenChannel(t *testing.T) {
 		t.Fatalf("err = %v, want ErrTimeout", r.err)
 	}
 	rd.expect(cid, transport.CmdCancel)
+	setTimeout(d, waitLimit)
 	res = goTransact(testCtx(t), d, transport.CmdPing, []byte("y"))
 	rd.expect(cid, transport.CmdInit)
 	rd.send(cid, transport.CmdError, []byte{byte(ErrInvalidChannel)})
@@ -933,6 +1043,7 @@ func TestHostResyncServer(t *testing.T) {
 	if _, err := d.Transact(testCtx(t), transport.CmdCBOR, []byte{1}); !errors.Is(err, transport.ErrTimeout) {
 		t.Fatalf("err = %v, want ErrTimeout", err)
 	}
+	setTimeout(d, waitLimit)
 	rec.reset()
 	if err := d.Ping(testCtx(t), pattern(300)); err != nil {
 		t.Fatalf("Ping after timeout: %v", err)
