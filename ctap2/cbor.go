@@ -26,6 +26,18 @@ func init() {
 	if encMode, err = cbor.CTAP2EncOptions().EncMode(); err != nil {
 		panic(err)
 	}
+	// Only false, true, null and undefined are assigned simple values; the decoder
+	// would otherwise turn e.g. simple(16) into the integer 16.
+	var unassigned []func(*cbor.SimpleValueRegistry) error
+	for sv := 0; sv < 256; sv++ {
+		if sv < 20 || sv > 31 {
+			unassigned = append(unassigned, cbor.WithRejectedSimpleValue(cbor.SimpleValue(sv)))
+		}
+	}
+	simple, err := cbor.NewSimpleValueRegistryFromDefaults(unassigned...)
+	if err != nil {
+		panic(err)
+	}
 	strict := cbor.DecOptions{
 		DupMapKey:             cbor.DupMapKeyEnforcedAPF,
 		IndefLength:           cbor.IndefLengthForbidden,
@@ -33,6 +45,7 @@ func init() {
 		FieldNameMatching:     cbor.FieldNameMatchingCaseSensitive, // "Alg" is not "alg"
 		MaxNestedLevels:       maxNesting,
 		UTF8:                  cbor.UTF8RejectInvalid,
+		SimpleValues:          simple,
 		IntDec:                cbor.IntDecConvertSignedOrBigInt,
 		DefaultMapType:        reflect.TypeOf(map[any]any(nil)),
 		DefaultByteStringType: reflect.TypeOf([]byte(nil)),

@@ -107,6 +107,10 @@ func TestUnmarshalRejects(t *testing.T) {
 		{"empty", ""},
 		{"reserved additional info", "1c"},
 		{"break outside indefinite", "ff"},
+		{"unassigned simple value", "f0"},
+		{"simple value 0", "e0"},
+		{"simple value 255", "f8ff"},
+		{"simple value as an integer field", "a1 05 f0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := unhex(tc.hex)
