@@ -1,0 +1,50 @@
+# ctapkit — the two commands a newcomer needs are `make demo` and `make test`.
+# System packages are installed when missing and we run as root (apt-get); otherwise
+# the missing ones are named.
+
+GO        ?= go
+BIN       := bin/ctapkit
+PKGS      := ./...
+FUZZTIME  ?= 30s
+# Debian packages the tests use: openssl verifies our signatures from outside.
+SYSTEM_PACKAGES := openssl python3
+
+.PHONY: all build demo test deps vet lint fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/ctapkit
+
+deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "warning: missing system packages:$$missing (run as root or install them)"; \
+	  fi; \
+	fi
+
+demo: build
+	@./scripts/demo.sh $(BIN)
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+test: deps vet
+	$(GO) test -count=1 -timeout 10m $(PKGS)
+	@if [ -x ../shared/checks/contract.sh ]; then ../shared/checks/contract.sh; fi
+
+fuzz:
+	@./scripts/fuzz.sh $(FUZZTIME)
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=2s ./softkey/ ./softkey/expose/ ./transport/ctaphid/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/webauthn"
+)
+
+type getAssertionOptions struct {
+	rp         string
+	creds      []string
+	uv, up     bool
+	clientData clientDataFlags
+}
+
+func (a *app) getAssertionCommand() *cobra.Command {
+	var o getAssertionOptions
+	c := &cobra.Command{
+		Use:   "get-assertion --rp ID [--cred ID]...",
+		Short: "Sign in with a credential (authenticatorGetAssertion)",
+		Long: `Ask the key to sign with a credential for a relying party. Without --cred the key
+uses its discoverable credentials for the RP, and every one of them is returned (via
+authenticatorGetNextAssertion). Each signature is over authData || clientDataHash.`,
+		Example: `  ctapkit -d soft:mem get-assertion --rp example.com
+  ctapkit get-assertion --rp example.com --cred CREDENTIAL_ID --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runGetAssertion(cmd, &o) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.rp, "rp", "", "relying party ID (required)")
+	f.StringArrayVar(&o.creds, "cred", nil, "allowed credential ID (base64url); repeatable")
+	f.BoolVar(&o.uv, "uv", false, "ask for built-in user verification")
+	f.BoolVar(&o.up, "up", true, "require user presence (--up=false: silent assertion, no touch)")
+	f.StringVar(&o.clientData.hashHex, "client-data-hash", "", "clientDataHash as 64 hex digits")
+	f.StringVar(&o.clientData.challenge, "challenge", "", "challenge (base64url) for a browser-style clientDataJSON")
+	_ = c.MarkFlagRequired("rp")
+	return c
+}
+
+func (o *getAssertionOptions) buildRequest() (*ctap2.GetAssertionRequest, []byte, error) {
+	if o.rp == "" {
+		return nil, nil, usageErrorf("--rp must not be empty")
+	}
+	allow, err := parseCredentialIDs("--cred", o.creds)
+	if err != nil {
+		return nil, nil, err
+	}
+	hash, cdJSON, err := o.clientData.resolve(webauthn.TypeGet, o.rp)
+	if err != nil {
+		return nil, nil, err
+	}
+	req := &ctap2.GetAssertionRequest{RPID: o.rp, ClientDataHash: hash, AllowList: allow}
+	if o.uv || !o.up {
+		req.Options = &ctap2.Options{}
+		if o.uv {
+			req.Options.UV = ctap2.Bool(true)
+		}
+		if !o.up {
+			req.Options.UP = ctap2.Bool(false)
+		}
+	}
+	return req, cdJSON, nil
+}
+
+type userJSON struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	DisplayName string `json:"displayName"`
+}
+
+type assertionJSON struct {
+	CredentialID string    `json:"credentialId"`
+	AuthData     string    `json:"authData"`
+	Signature    string    `json:"signature"`
+	SignCount    uint32    `json:"signCount"`
+	Flags        flagsJSON `json:"flags"`
+	User         *userJSON `json:"user"`
+	Extensions   any       `json:"extensions"`
+
+	flags ctap2.AuthFlags
+}
+
+type getAssertionJSON struct {
+	ClientDataHash string           `json:"clientDataHash"`
+	ClientDataJSON string           `json:"clientDataJSON,omitempty"`
+	Assertions     []*assertionJSON `json:"assertions"`
+	Device         string           `json:"device"`
+}
+
+func (a *app) runGetAssertion(cmd *cobra.Command, o *getAssertionOptions) error {
+	req, cdJSON, err := o.buildRequest()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.withTimeout(cmd.Context())
+	defer cancel()
+	s, err := a.openSession(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	results, opErr := s.client.GetAssertions(ctx, req)
+	s.notice.stop()
+	if len(results) == 0 {
+		return fmt.Errorf("get-assertion: %w", opErr)
+	}
+	out := getAssertionJSON{ClientDataHash: b64(req.ClientDataHash), Device: s.dev.Info().URI, Assertions: []*assertionJSON{}}
+	if cdJSON != nil {
+		out.ClientDataJSON = b64(cdJSON)
+	}
+	for _, r := range results {
+		ad, err := r.ParseAuthData()
+		if err != nil {
+			return fmt.Errorf("get-assertion: %w", err)
+		}
+		aj := &assertionJSON{
+			CredentialID: b64(r.Credential.ID),
+			AuthData:     b64(r.AuthData),
+			Signature:    b64(r.Signature),
+			SignCount:    ad.SignCount,
+			Flags:        newFlagsJSON(ad.Flags),
+			Extensions:   cborJSON(ad.Extensions),
+			flags:        ad.Flags,
+		}
+		if r.User != nil {
+			aj.User = &userJSON{ID: b64(r.User.ID), Name: r.User.Name, DisplayName: r.User.DisplayName}
+		}
+		out.Assertions = append(out.Assertions, aj)
+	}
+	if a.json {
+		err = writeJSON(a.io.Out, out)
+	} else {
+		err = writeGetAssertionHuman(a.io.Out, &out)
+	}
+	if err != nil {
+		return err
+	}
+	if opErr != nil {
+		return fmt.Errorf("get-assertion: %w", opErr)
+	}
+	return nil
+}
+
+func writeGetAssertionHuman(w io.Writer, o *getAssertionJSON) error {
+	for i, as := range o.Assertions {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		user := "-"
+		if as.User != nil {
+			user = as.User.ID + " (user handle)"
+			if as.User.Name != "" {
+				user = as.User.Name + ", handle " + as.User.ID
+			}
+		}
+		rows := []row{
+			{"Credential ID", as.CredentialID},
+			{"User", user},
+			{"Sign count", fmt.Sprint(as.SignCount)},
+			{"Flags", as.flags.String()},
+			{"Signature", as.Signature},
+		}
+		if len(o.Assertions) > 1 {
+			fmt.Fprintf(w, "Assertion %d of %d\n", i+1, len(o.Assertions))
+		}
+		if err := writeTable(w, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}

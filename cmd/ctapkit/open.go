@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/manifoldco/promptui"
+
+	"github.com/ctapkit/ctapkit/softkey"
+	"github.com/ctapkit/ctapkit/softkey/expose"
+	"github.com/ctapkit/ctapkit/softkey/store"
+	"github.com/ctapkit/ctapkit/transport"
+)
+
+// registerSchemes wires the device URI schemes this build supports into a's registry.
+// The soft scheme sits here, above both transport and softkey, as the design asks.
+func registerSchemes(a *app) {
+	must := func(err error) {
+		if err != nil {
+			panic(err) // a programming error: a scheme registered twice
+		}
+	}
+	must(a.registry.Register(transport.Scheme{Name: "soft", Open: a.openSoftkey}))
+}
+
+// openDevice opens the device named by -d, $CTAPKIT_DEVICE, or the only attached one.
+func (a *app) openDevice(ctx context.Context) (transport.Device, error) {
+	uri := a.deviceURI
+	if uri == "" {
+		uri = os.Getenv("CTAPKIT_DEVICE")
+	}
+	if uri == "" {
+		var err error
+		if uri, err = a.pickDevice(ctx); err != nil {
+			return nil, err
+		}
+	}
+	a.debugf("opening %s", uri)
+	return a.registry.Open(ctx, uri)
+}
+
+// pickDevice applies the selection rules: one device is used; several are offered in a
+// prompt on a terminal, otherwise listed in the error; none is exit code 3.
+func (a *app) pickDevice(ctx context.Context) (string, error) {
+	infos, err := a.registry.Enumerate(ctx)
+	if len(infos) == 0 {
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", transport.ErrNoDevice, err)
+		}
+		return "", withHint(fmt.Errorf("%w: plug in a security key or name one with -d", transport.ErrNoDevice),
+			"for a software key: ctapkit softkey init --no-passphrase, then -d soft:PATH (or -d soft:mem)")
+	}
+	if len(infos) == 1 {
+		return infos[0].URI, nil
+	}
+	var uris []string
+	for _, i := range infos {
+		uris = append(uris, i.URI)
+	}
+	if !a.io.CanPrompt() {
+		return "", fmt.Errorf("%w: %s; choose one with -d", transport.ErrAmbiguous, strings.Join(uris, ", "))
+	}
+	sel := promptui.Select{Label: "Several security keys are attached; use which one", Items: uris,
+		Stdin: readCloser{a.io.In}, Stdout: writeCloser{a.io.ErrOut}}
+	_, uri, err := sel.Run()
+	if err != nil {
+		return "", fmt.Errorf("choosing a device: %w", err)
+	}
+	return uri, nil
+}
+
+// openSoftkey opens a softkey in-process: soft:mem is ephemeral, anything else is a
+// state file made by `ctapkit softkey init`. The softkey is served through real
+// CTAPHID framing over an in-memory pipe, so the host code path is the hardware one.
+func (a *app) openSoftkey(ctx context.Context, path string) (transport.Device, error) {
+	var st store.Store
+	if path == "mem" {
+		st = store.NewMemory(store.Meta{})
+	} else {
+		db, err := store.Open(path)
+		if err != nil {
+			return nil, softkeyOpenError(path, err)
+		}
+		st = db
+	}
+	cfg := softkey.Config{Presence: softkey.PresenceAuto}
+	if p := os.Getenv("CTAPKIT_SOFTKEY_PRESENCE"); p != "" {
+		switch pp := softkey.PresencePolicy(p); pp {
+		case softkey.PresenceAuto, softkey.PresenceDeny:
+			cfg.Presence = pp
+		default:
+			st.Close()
+			return nil, usageErrorf("CTAPKIT_SOFTKEY_PRESENCE=%q: want auto or deny", p)
+		}
+	}
+	auth, err := softkey.New(st, cfg)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("starting softkey: %w", err)
+	}
+	info := transport.DeviceInfo{URI: "soft:" + path, Transport: "soft", Path: path,
+		Product: "ctapkit softkey", Manufacturer: "ctapkit"}
+	dev, err := expose.InProcess(ctx, auth, expose.InProcessOptions{Info: info, Log: a.frameLog()})
+	if err != nil {
+		auth.Close()
+		return nil, err
+	}
+	return dev, nil
+}
+
+// softkeyOpenError explains a state file that cannot be opened, with the fix.
+func softkeyOpenError(path string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotExist):
+		return withHint(fmt.Errorf("no softkey state at %s: %w", path, transport.ErrNoDevice),
+			"create one with: ctapkit softkey init --state "+path+" --no-passphrase")
+	case errors.Is(err, store.ErrNotSoftkey):
+		return err // the store's error names the file and what is wrong with it
+	case errors.Is(err, store.ErrInUse):
+		return fmt.Errorf("softkey state %s: %w", path, err)
+	}
+	return fmt.Errorf("opening softkey state %s: %w", path, err)
+}
+
+// promptui wants ReadCloser/WriteCloser; closing our streams is not its business.
+type readCloser struct{ r interface{ Read([]byte) (int, error) } }
+
+func (r readCloser) Read(p []byte) (int, error) { return r.r.Read(p) }
+func (readCloser) Close() error                 { return nil }
+
+type writeCloser struct{ w interface{ Write([]byte) (int, error) } }
+
+func (w writeCloser) Write(p []byte) (int, error) { return w.w.Write(p) }
+func (writeCloser) Close() error                  { return nil }

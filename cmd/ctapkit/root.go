@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/transport"
+)
+
+// app holds what every command needs: the streams, the global flags and the device
+// registry. Commands copy what they need from it and do their work in a run function.
+type app struct {
+	io       *IOStreams
+	registry *transport.Registry
+
+	deviceURI string
+	json      bool
+	timeout   time.Duration
+	verbose   int
+
+	started bool // a command's RunE began: errors after this are not usage errors
+}
+
+func run(args []string, ios *IOStreams) int {
+	a := &app{io: ios, registry: new(transport.Registry)}
+	registerSchemes(a)
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(ios.In)
+	root.SetOut(ios.Out)
+	root.SetErr(ios.ErrOut)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err != nil && !a.started {
+		err = &usageError{err} // cobra's own errors: unknown command or flag, bad arguments
+	}
+	if err != nil {
+		line, hint := errorMessage(err)
+		fmt.Fprintf(ios.ErrOut, "ctapkit: %s\n", line)
+		if hint == "" && exitCode(err) == exitUsage {
+			hint = "run '" + commandPath(root, args) + " --help' for usage"
+		}
+		if hint != "" {
+			fmt.Fprintf(ios.ErrOut, "hint: %s\n", hint)
+		}
+	}
+	return exitCode(err)
+}
+
+// commandPath is the name of the (sub)command args select, for the usage hint.
+func commandPath(root *cobra.Command, args []string) string {
+	if c, _, err := root.Find(args); err == nil {
+		return c.CommandPath()
+	}
+	return root.Name()
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ctapkit",
+		Short: "Talk to FIDO2 security keys and ctapkit's software authenticator",
+		Long: `ctapkit speaks CTAP2 to FIDO2 security keys (USB HID, NFC) and to its own software
+authenticator, the softkey. Register and assert against any relying party, inspect keys,
+and use the softkey in CI in place of hardware.
+
+Devices are named by URI: soft:PATH (a softkey state file, opened in-process),
+soft:mem (an ephemeral softkey), hid:/dev/hidrawN, pcsc:READER, udp:HOST:PORT.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			a.started = true
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	f := root.PersistentFlags()
+	f.StringVarP(&a.deviceURI, "device", "d", "", "device URI (default $CTAPKIT_DEVICE, else the only attached key)")
+	f.BoolVar(&a.json, "json", false, "print machine-readable JSON")
+	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the user to touch the key")
+	f.CountVarP(&a.verbose, "verbose", "v", "debug output on stderr (-vv: hex frames)")
+	root.CompletionOptions.HiddenDefaultCmd = true
+
+	root.AddCommand(
+		a.versionCommand(),
+		a.devicesCommand(),
+		a.infoCommand(),
+		a.makeCredentialCommand(),
+		a.getAssertionCommand(),
+		a.resetCommand(),
+		a.softkeyCommand(),
+	)
+	return root
+}
+
+// debugf prints a debug line with -v.
+func (a *app) debugf(format string, args ...any) {
+	if a.verbose > 0 {
+		fmt.Fprintf(a.io.ErrOut, "debug: "+format+"\n", args...)
+	}
+}
+
+// frameLog returns the -vv hex frame logger, or nil.
+func (a *app) frameLog() func(dir string, pkt []byte) {
+	if a.verbose < 2 {
+		return nil
+	}
+	return func(dir string, pkt []byte) { fmt.Fprintf(a.io.ErrOut, "%s %x\n", dir, pkt) }
+}
+
+// session is an open device with a CTAP2 client and the user-facing touch notice.
+type session struct {
+	dev    transport.Device
+	client *ctap2.Client
+	notice *touchNotice
+}
+
+func (s *session) Close() error {
+	s.notice.stop()
+	return s.dev.Close()
+}
+
+// openSession opens the selected device and wraps it in a client that tells the user
+// to touch the key when it has been waiting for presence for half a second.
+func (a *app) openSession(ctx context.Context) (*session, error) {
+	dev, err := a.openDevice(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := &touchNotice{out: a.io.ErrOut, enabled: a.io.errTTY}
+	return &session{dev: dev, notice: n, client: ctap2.NewClient(dev, ctap2.WithKeepaliveFunc(n.status))}, nil
+}
+
+// withTimeout bounds an operation that may wait for the user.
+func (a *app) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if a.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, a.timeout)
+}
+
+// touchNotice shows "Touch your security key…" after the key has asked for presence
+// for half a second, on a terminal only, and clears it when the wait ends.
+type touchNotice struct {
+	out     io.Writer
+	enabled bool
+
+	mu     sync.Mutex
+	timer  *time.Timer
+	shown  bool
+}
+
+func (t *touchNotice) status(s byte) {
+	if !t.enabled {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s != transport.StatusUPNeeded {
+		t.clearLocked()
+		return
+	}
+	if t.timer == nil {
+		t.timer = time.AfterFunc(500*time.Millisecond, func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			if t.timer != nil && !t.shown {
+				fmt.Fprint(t.out, "Touch your security key…")
+				t.shown = true
+			}
+		})
+	}
+}
+
+func (t *touchNotice) clearLocked() {
+	if t.timer != nil {
+		t.timer.Stop()
+		t.timer = nil
+	}
+	if t.shown {
+		fmt.Fprint(t.out, "\r\033[K")
+		t.shown = false
+	}
+}
+
+func (t *touchNotice) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.clearLocked()
+}

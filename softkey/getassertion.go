@@ -1,0 +1,142 @@
+package softkey
+
+import (
+	"context"
+	"time"
+
+	"github.com/ctapkit/ctapkit/ctap2"
+)
+
+// assertionQueue is the state getNextAssertion continues from (CTAP 2.1 §6.3).
+type assertionQueue struct {
+	rpIDHash       [32]byte
+	clientDataHash []byte
+	flags          ctap2.AuthFlags
+	remaining      []*credential
+	last           time.Time
+}
+
+// GetAssertion answers authenticatorGetAssertion for Go callers.
+func (a *Authenticator) GetAssertion(ctx context.Context, req *ctap2.GetAssertionRequest) (*ctap2.GetAssertionResponse, error) {
+	return locked(a, ctx, ctap2.CmdGetAssertion, a.getAssertion, req)
+}
+
+// GetNextAssertion answers authenticatorGetNextAssertion for Go callers.
+func (a *Authenticator) GetNextAssertion(ctx context.Context) (*ctap2.GetAssertionResponse, error) {
+	return locked(a, ctx, ctap2.CmdGetNextAssertion, a.getNextAssertion, nil)
+}
+
+// getAssertion follows CTAP 2.1 §6.2.2 in its order.
+func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertionRequest, status func(byte)) (*ctap2.GetAssertionResponse, error) {
+	switch {
+	case req.RPID == "" || req.ClientDataHash == nil:
+		return nil, ctap2.ErrMissingParameter
+	case len(req.ClientDataHash) != 32:
+		return nil, ctap2.ErrInvalidParameter
+	}
+	if req.PinUvAuthParam != nil {
+		if len(req.PinUvAuthParam) == 0 {
+			if err := a.userPresence(ctx, req.RPID, status); err != nil {
+				return nil, err
+			}
+			return nil, ctap2.ErrPINNotSet
+		}
+		if req.PinUvAuthProtocol == 0 {
+			return nil, ctap2.ErrMissingParameter
+		}
+		return nil, ctap2.ErrInvalidParameter
+	}
+	if _, err := a.checkOptions(req.Options, false); err != nil {
+		return nil, err
+	}
+	up := req.Options == nil || req.Options.UP == nil || *req.Options.UP
+
+	rpIDHash := ctap2.RPIDHash(req.RPID)
+	var candidates []*credential
+	if len(req.AllowList) > 0 {
+		for _, d := range req.AllowList {
+			c, err := a.lookup(rpIDHash, d)
+			if err != nil {
+				return nil, err
+			}
+			if c != nil {
+				candidates = append(candidates, c)
+				break // with an allowList one match is enough; no getNextAssertion
+			}
+		}
+	} else {
+		stored, err := a.st.CredentialsByRP(rpIDHash) // newest first, as §6.2.2 asks
+		if err != nil {
+			return nil, ctap2.ErrOther
+		}
+		for _, c := range stored {
+			candidates = append(candidates, residentCredential(c))
+		}
+	}
+	if len(candidates) == 0 {
+		return nil, ctap2.ErrNoCredentials
+	}
+
+	var flags ctap2.AuthFlags
+	if up {
+		if err := a.userPresence(ctx, req.RPID, status); err != nil {
+			return nil, err
+		}
+		flags |= ctap2.FlagUP
+	}
+	resp, err := a.assert(rpIDHash, req.ClientDataHash, flags, candidates[0])
+	if err != nil {
+		return nil, err
+	}
+	if n := len(candidates); n > 1 {
+		resp.NumberOfCredentials = uint(n)
+		a.next = &assertionQueue{
+			rpIDHash:       rpIDHash,
+			clientDataHash: req.ClientDataHash,
+			flags:          flags,
+			remaining:      candidates[1:],
+			last:           a.cfg.Now(),
+		}
+	}
+	return resp, nil
+}
+
+func (a *Authenticator) getNextAssertion(context.Context, *struct{}, func(byte)) (*ctap2.GetAssertionResponse, error) {
+	q := a.next
+	if q == nil || len(q.remaining) == 0 || a.cfg.Now().Sub(q.last) > nextAssertionWindow {
+		a.next = nil
+		return nil, ctap2.ErrNotAllowed
+	}
+	c := q.remaining[0]
+	q.remaining = q.remaining[1:]
+	q.last = a.cfg.Now()
+	return a.assert(q.rpIDHash, q.clientDataHash, q.flags, c)
+}
+
+// assert signs authData || clientDataHash with c and builds the response. The user
+// entity of a resident credential carries only its ID: name and displayName need
+// user verification, which the softkey does not offer yet.
+func (a *Authenticator) assert(rpIDHash [32]byte, clientDataHash []byte, flags ctap2.AuthFlags, c *credential) (*ctap2.GetAssertionResponse, error) {
+	key, err := c.signer()
+	if err != nil {
+		return nil, ctap2.ErrOther
+	}
+	count, err := a.counter.next()
+	if err != nil {
+		return nil, ctap2.ErrOther
+	}
+	authData := (&ctap2.AuthData{RPIDHash: rpIDHash, Flags: flags, SignCount: count}).Marshal()
+	sig, err := ctap2.Sign(c.alg, key, concat(authData, clientDataHash), a.signRand)
+	if err != nil {
+		return nil, ctap2.ErrOther
+	}
+	resp := &ctap2.GetAssertionResponse{
+		Credential: &ctap2.CredentialDescriptor{Type: ctap2.CredentialType, ID: c.id},
+		AuthData:   authData,
+		Signature:  sig,
+	}
+	if c.stored != nil {
+		resp.User = &ctap2.UserEntity{ID: c.stored.User.ID}
+	}
+	return resp, nil
+}

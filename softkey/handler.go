@@ -1,0 +1,119 @@
+package softkey
+
+import (
+	"context"
+	"errors"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/ctapkit/ctapkit/ctap2"
+)
+
+// HandleCBOR answers one CTAP2 message (command byte || CBOR parameters) with
+// status byte || CBOR response; ctaphid.Server and the NFC exposure call it. ctx is
+// cancelled when the host cancels; status reports keepalive states while the
+// softkey waits for a touch.
+func (a *Authenticator) HandleCBOR(ctx context.Context, req []byte, status func(byte)) []byte {
+	resp, err := a.handle(ctx, req, status)
+	if err != nil {
+		return []byte{byte(statusOf(err))}
+	}
+	return append([]byte{byte(ctap2.StatusOK)}, resp...)
+}
+
+func (a *Authenticator) handle(ctx context.Context, req []byte, status func(byte)) ([]byte, error) {
+	switch {
+	case len(req) == 0:
+		return nil, ctap2.ErrInvalidLength
+	case len(req) > a.cfg.MaxMsgSize:
+		return nil, ctap2.ErrRequestTooLarge
+	}
+	if err := a.begin(); err != nil {
+		return nil, err
+	}
+	defer a.mu.Unlock()
+	cmd, params := ctap2.Command(req[0]), req[1:]
+	if cmd != ctap2.CmdGetNextAssertion {
+		a.next = nil // any other command ends a getAssertion sequence (§6.3)
+	}
+	switch cmd {
+	case ctap2.CmdGetInfo:
+		return serve(ctx, a.getInfo, nil, status)
+	case ctap2.CmdMakeCredential:
+		return serve(ctx, a.makeCredential, params, status)
+	case ctap2.CmdGetAssertion:
+		return serve(ctx, a.getAssertion, params, status)
+	case ctap2.CmdGetNextAssertion:
+		return serve(ctx, a.getNextAssertion, nil, status)
+	case ctap2.CmdReset:
+		return serve(ctx, a.reset, nil, status)
+	case ctap2.CmdSelection:
+		return serve(ctx, a.selection, nil, status)
+	}
+	return nil, ctap2.ErrInvalidCommand
+}
+
+// serve decodes params into a fresh Req (nil params: a command without any), runs
+// fn and encodes its response; a nil response is the empty reply of reset and
+// selection.
+func serve[Req, Resp any](ctx context.Context, fn func(context.Context, *Req, func(byte)) (*Resp, error), params []byte, status func(byte)) ([]byte, error) {
+	req := new(Req)
+	if params != nil {
+		if err := decodeParams(params, req); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := fn(ctx, req, status)
+	if err != nil || resp == nil {
+		return nil, err
+	}
+	out, err := ctap2.Marshal(resp)
+	if err != nil {
+		return nil, ctap2.ErrOther
+	}
+	return out, nil
+}
+
+// decodeParams maps decoding failures to the statuses CTAP 2.1 §8 asks for:
+// no parameters at all is a missing parameter, a well-formed item of the wrong type
+// CBOR_UNEXPECTED_TYPE, anything else (malformed, duplicate keys, indefinite
+// lengths, tags, trailing bytes, nesting bombs) INVALID_CBOR.
+func decodeParams(params []byte, v any) error {
+	if len(params) == 0 {
+		return ctap2.ErrMissingParameter
+	}
+	err := ctap2.Unmarshal(params, v)
+	if err == nil {
+		return nil
+	}
+	var typeErr *cbor.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		return ctap2.ErrCBORUnexpectedType
+	}
+	return ctap2.ErrInvalidCBOR
+}
+
+// statusOf turns an engine error into its CTAP status; store and internal
+// failures are CTAP1_ERR_OTHER.
+func statusOf(err error) ctap2.StatusError {
+	if s, ok := ctap2.StatusOf(err); ok && s != ctap2.StatusOK {
+		return s
+	}
+	return ctap2.ErrOther
+}
+
+// locked runs one typed command for the Go API, under the command lock, with the
+// same getNextAssertion bookkeeping as HandleCBOR.
+func locked[Req, Resp any](a *Authenticator, ctx context.Context, cmd ctap2.Command, fn func(context.Context, *Req, func(byte)) (*Resp, error), req *Req) (*Resp, error) {
+	if err := a.begin(); err != nil {
+		return nil, err
+	}
+	defer a.mu.Unlock()
+	if cmd != ctap2.CmdGetNextAssertion {
+		a.next = nil
+	}
+	if req == nil {
+		req = new(Req)
+	}
+	return fn(ctx, req, nil)
+}

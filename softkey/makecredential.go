@@ -1,0 +1,215 @@
+package softkey
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"io"
+	"slices"
+
+	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/softkey/store"
+)
+
+// MakeCredential answers authenticatorMakeCredential for Go callers; errors are
+// ctap2.StatusError values.
+func (a *Authenticator) MakeCredential(ctx context.Context, req *ctap2.MakeCredentialRequest) (*ctap2.MakeCredentialResponse, error) {
+	return locked(a, ctx, ctap2.CmdMakeCredential, a.makeCredential, req)
+}
+
+// makeCredential follows CTAP 2.1 §6.1.2 in its order, so that a request with
+// several faults gets the status a real key would give.
+func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCredentialRequest, status func(byte)) (*ctap2.MakeCredentialResponse, error) {
+	switch {
+	case req.ClientDataHash == nil || req.RP == nil || req.User == nil || req.PubKeyCredParams == nil:
+		return nil, ctap2.ErrMissingParameter
+	case req.RP.ID == "" || req.User.ID == nil:
+		return nil, ctap2.ErrMissingParameter
+	case len(req.ClientDataHash) != 32:
+		return nil, ctap2.ErrInvalidParameter
+	case len(req.User.ID) == 0 || len(req.User.ID) > ctap2.MaxUserIDLength:
+		return nil, ctap2.ErrInvalidLength
+	}
+	// Step 1-2: pinUvAuthParam. The softkey has no PIN yet: the zero-length probe
+	// (CTAP 2.0 touch-to-select) gets a touch and PIN_NOT_SET, anything else names a
+	// protocol the softkey does not support.
+	if req.PinUvAuthParam != nil {
+		if len(req.PinUvAuthParam) == 0 {
+			if err := a.userPresence(ctx, req.RP.ID, status); err != nil {
+				return nil, err
+			}
+			return nil, ctap2.ErrPINNotSet
+		}
+		if req.PinUvAuthProtocol == 0 {
+			return nil, ctap2.ErrMissingParameter
+		}
+		return nil, ctap2.ErrInvalidParameter
+	}
+	alg, err := a.chooseAlgorithm(req.PubKeyCredParams)
+	if err != nil {
+		return nil, err
+	}
+	rk, err := a.checkOptions(req.Options, true)
+	if err != nil {
+		return nil, err
+	}
+	if req.EnterpriseAttestation != 0 {
+		return nil, ctap2.ErrInvalidParameter // not supported (getInfo has no "ep")
+	}
+
+	rpIDHash := ctap2.RPIDHash(req.RP.ID)
+	for _, d := range req.ExcludeList {
+		c, err := a.lookup(rpIDHash, d)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			// The touch is collected so a host cannot probe silently, then the answer
+			// is EXCLUDED whatever the user did (step 9).
+			if err := a.userPresence(ctx, req.RP.ID, status); errors.Is(err, ctap2.ErrKeepaliveCancel) {
+				return nil, err
+			}
+			return nil, ctap2.ErrCredentialExcluded
+		}
+	}
+	if err := a.userPresence(ctx, req.RP.ID, status); err != nil {
+		return nil, err
+	}
+	if rk {
+		if err := a.checkCapacity(rpIDHash, req.User.ID); err != nil {
+			return nil, err
+		}
+	}
+
+	key, err := ctap2.GenerateKey(alg, a.rnd)
+	if err != nil {
+		return nil, ctap2.ErrOther
+	}
+	var credID []byte
+	if rk {
+		credID, err = a.storeResident(req, rpIDHash, alg, key)
+	} else {
+		credID, err = a.sealKey(rpIDHash, alg, key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	pub, err := (&ctap2.COSEKey{Alg: alg, Public: key.Public()}).Marshal()
+	if err != nil {
+		return nil, ctap2.ErrOther
+	}
+	count, err := a.counter.next()
+	if err != nil {
+		return nil, ctap2.ErrOther
+	}
+	authData := (&ctap2.AuthData{
+		RPIDHash:  rpIDHash,
+		Flags:     ctap2.FlagUP,
+		SignCount: count,
+		Attested:  &ctap2.AttestedCredentialData{AAGUID: a.meta.AAGUID, CredentialID: credID, PublicKey: pub},
+	}).Marshal()
+	format, attStmt, err := a.attest(alg, key, authData, req.ClientDataHash)
+	if err != nil {
+		return nil, err
+	}
+	return &ctap2.MakeCredentialResponse{Fmt: format, AuthData: authData, AttStmt: attStmt}, nil
+}
+
+// chooseAlgorithm picks the first entry of the RP's list the softkey can make
+// (step 3); entries of other credential types are skipped.
+func (a *Authenticator) chooseAlgorithm(params []ctap2.CredentialParam) (ctap2.COSEAlgorithm, error) {
+	for _, p := range params {
+		if p.Type != ctap2.CredentialType {
+			continue
+		}
+		if slices.Contains(a.cfg.Algorithms, p.Alg) {
+			return p.Alg, nil
+		}
+	}
+	return 0, ctap2.ErrUnsupportedAlgorithm
+}
+
+// checkOptions applies the option rules of makeCredential (mc) or getAssertion and
+// returns rk. The softkey has no built-in UV yet, so uv=true is INVALID_OPTION.
+func (a *Authenticator) checkOptions(o *ctap2.Options, mc bool) (rk bool, err error) {
+	if o == nil {
+		return false, nil
+	}
+	if o.UV != nil && *o.UV {
+		return false, ctap2.ErrInvalidOption
+	}
+	if mc {
+		if o.UP != nil && !*o.UP {
+			return false, ctap2.ErrInvalidOption
+		}
+		return o.RK != nil && *o.RK, nil
+	}
+	if o.RK != nil {
+		return false, ctap2.ErrUnsupportedOption
+	}
+	return false, nil
+}
+
+// checkCapacity refuses a new discoverable credential when the store is full,
+// unless it replaces the account's existing one.
+func (a *Authenticator) checkCapacity(rpIDHash [32]byte, userID []byte) error {
+	n, err := a.st.CountCredentials()
+	if err != nil {
+		return ctap2.ErrOther
+	}
+	if n < a.cfg.MaxResidentCredentials {
+		return nil
+	}
+	existing, err := a.st.CredentialsByRP(rpIDHash)
+	if err != nil {
+		return ctap2.ErrOther
+	}
+	for _, c := range existing {
+		if slices.Equal(c.User.ID, userID) {
+			return nil
+		}
+	}
+	return ctap2.ErrKeyStoreFull
+}
+
+// sealKey makes the ID of a non-resident credential: its key, sealed to the RP.
+func (a *Authenticator) sealKey(rpIDHash [32]byte, alg ctap2.COSEAlgorithm, key crypto.Signer) ([]byte, error) {
+	raw, err := rawPrivateKey(key)
+	if err != nil {
+		return nil, ctap2.ErrOther
+	}
+	id, err := a.sealer.seal(rpIDHash, alg, raw)
+	if err != nil {
+		return nil, ctap2.ErrOther
+	}
+	return id, nil
+}
+
+// storeResident saves a discoverable credential under a random handle. The write
+// is durable before the reply leaves, so an acknowledged passkey survives a crash.
+func (a *Authenticator) storeResident(req *ctap2.MakeCredentialRequest, rpIDHash [32]byte, alg ctap2.COSEAlgorithm, key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, ctap2.ErrOther
+	}
+	id := make([]byte, residentIDSize)
+	id[0] = credIDResident
+	if _, err := io.ReadFull(a.rnd, id[1:]); err != nil {
+		return nil, ctap2.ErrOther
+	}
+	c := &store.Credential{
+		ID:         id,
+		RPID:       req.RP.ID,
+		RPName:     req.RP.Name,
+		RPIDHash:   rpIDHash,
+		User:       *req.User,
+		Alg:        alg,
+		PrivateKey: der,
+		Created:    a.cfg.Now().UTC(),
+	}
+	if err := a.st.PutCredential(c); err != nil {
+		return nil, ctap2.ErrOther
+	}
+	return id, nil
+}
