@@ -153,9 +153,9 @@ type touchNotice struct {
 	out     io.Writer
 	enabled bool
 
-	mu     sync.Mutex
-	timer  *time.Timer
-	shown  bool
+	mu    sync.Mutex
+	timer *time.Timer
+	shown bool
 }
 
 func (t *touchNotice) status(s byte) {
