@@ -2,6 +2,9 @@ package softkey
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"sync"
 	"testing"
@@ -188,6 +191,10 @@ func TestPresenceFuncError(t *testing.T) {
 }
 
 func TestNewConfig(t *testing.T) {
+	p256Key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	// A batch key the softkey cannot sign statements with must fail New, not every
+	// makeCredential with CTAP1_ERR_OTHER.
+	p521Key, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -199,6 +206,8 @@ func TestNewConfig(t *testing.T) {
 		{"unknown presence with a func", Config{Presence: "prompt", PresenceFunc: func(context.Context, string) (bool, error) { return true, nil }}, true},
 		{"unknown attestation", Config{Attestation: "basic"}, false},
 		{"batch without key", Config{Attestation: AttestationBatch}, false},
+		{"batch with a P-256 key", Config{Attestation: AttestationBatch, BatchKey: p256Key, BatchCerts: [][]byte{{0x30}}}, true},
+		{"batch with a P-521 key", Config{Attestation: AttestationBatch, BatchKey: p521Key, BatchCerts: [][]byte{{0x30}}}, false},
 		{"no algorithms", Config{Algorithms: []ctap2.COSEAlgorithm{}}, true},
 		{"RS256", Config{Algorithms: []ctap2.COSEAlgorithm{ctap2.AlgES256, ctap2.AlgRS256}}, false},
 	} {

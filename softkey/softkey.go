@@ -150,6 +150,9 @@ func New(st store.Store, cfg Config) (*Authenticator, error) {
 		if cfg.BatchKey == nil || len(cfg.BatchCerts) == 0 {
 			return nil, errors.New("batch attestation needs a batch key and certificate")
 		}
+		if _, ok := algorithmOf(cfg.BatchKey); !ok {
+			return nil, errors.New("batch attestation key must be P-256, P-384 or Ed25519")
+		}
 	default:
 		return nil, fmt.Errorf("unknown attestation mode %q", cfg.Attestation)
 	}
