@@ -123,7 +123,7 @@ func (a *app) runGetAssertion(cmd *cobra.Command, o *getAssertionOptions) error 
 			Signature:    b64(r.Signature),
 			SignCount:    ad.SignCount,
 			Flags:        newFlagsJSON(ad.Flags),
-			Extensions:   cborJSON(ad.Extensions),
+			Extensions:   extensionsJSON(ad.Extensions),
 			flags:        ad.Flags,
 		}
 		if r.User != nil {

@@ -9,8 +9,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -37,8 +39,66 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"jsonget":  cmdJSONGet,
 			"checksig": cmdCheckSig,
+			"exits":    cmdExits,
+			"jsonenv":  cmdJSONEnv,
+			"jsongt":   cmdJSONGreater,
 		},
 	})
+}
+
+// jsonPath returns the JSON value at a dotted path (numbers index arrays).
+func jsonPath(ts *testscript.TestScript, file, path string) (any, bool) {
+	v := readJSON(ts, file)
+	for _, k := range strings.Split(path, ".") {
+		switch t := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = t[k]; !ok {
+				return nil, false
+			}
+		case []any:
+			var i int
+			if _, err := fmt.Sscan(k, &i); err != nil || i < 0 || i >= len(t) {
+				ts.Fatalf("%s: bad index %q", file, k)
+			}
+			v = t[i]
+		default:
+			ts.Fatalf("%s: %q is not inside an object or array", file, k)
+		}
+	}
+	return v, true
+}
+
+// jsonenv NAME FILE PATH sets $NAME to a string field, so that a value from one
+// command's --json output can be passed to the next command.
+func cmdJSONEnv(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: jsonenv NAME FILE PATH")
+	}
+	v, ok := jsonPath(ts, args[1], args[2])
+	s, isString := v.(string)
+	if !ok || !isString {
+		ts.Fatalf("%s: %s is not a string", args[1], args[2])
+	}
+	ts.Setenv(args[0], s)
+}
+
+// jsongt FILE1 PATH1 FILE2 PATH2 checks that the first number is greater than the
+// second: signature counters must increase.
+func cmdJSONGreater(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 4 {
+		ts.Fatalf("usage: jsongt FILE1 PATH1 FILE2 PATH2")
+	}
+	a, okA := jsonPath(ts, args[0], args[1])
+	b, okB := jsonPath(ts, args[2], args[3])
+	x, isNumA := a.(float64)
+	y, isNumB := b.(float64)
+	if !okA || !okB || !isNumA || !isNumB {
+		ts.Fatalf("jsongt: %s %s and %s %s must be numbers", args[0], args[1], args[2], args[3])
+	}
+	if (x > y) == neg {
+		ts.Fatalf("jsongt: %v > %v is %v", x, y, x > y)
+	}
 }
 
 // jsonget FILE PATH prints the JSON value at a dotted path (numbers index arrays), so
@@ -47,29 +107,14 @@ func cmdJSONGet(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: jsonget FILE PATH")
 	}
-	v := readJSON(ts, args[0])
-	for _, k := range strings.Split(args[1], ".") {
-		switch t := v.(type) {
-		case map[string]any:
-			var ok bool
-			if v, ok = t[k]; !ok {
-				if neg {
-					return
-				}
-				ts.Fatalf("%s: no field %q", args[0], k)
-			}
-		case []any:
-			var i int
-			if _, err := fmt.Sscan(k, &i); err != nil || i < 0 || i >= len(t) {
-				ts.Fatalf("%s: bad index %q", args[0], k)
-			}
-			v = t[i]
-		default:
-			ts.Fatalf("%s: %q is not inside an object or array", args[0], k)
-		}
-	}
-	if neg {
+	v, ok := jsonPath(ts, args[0], args[1])
+	switch {
+	case neg && ok:
 		ts.Fatalf("%s has %s", args[0], args[1])
+	case neg:
+		return
+	case !ok:
+		ts.Fatalf("%s: no field %s", args[0], args[1])
 	}
 	out, _ := json.Marshal(v)
 	fmt.Fprintf(ts.Stdout(), "%s\n", out)
@@ -126,5 +171,29 @@ func cmdCheckSig(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if ok == neg {
 		ts.Fatalf("signature verifies: %v (authData %s)", ok, hex.EncodeToString(msg[:37]))
+	}
+}
+
+// exits N PROG ARGS... runs a program like exec and checks its exit status, because
+// the exit codes are part of the CLI contract. Its stdout and stderr are kept for
+// `stdout` and `stderr` as with exec.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits N PROG ARGS...")
+	}
+	var want int
+	if _, err := fmt.Sscan(args[0], &want); err != nil {
+		ts.Fatalf("exits: bad status %q", args[0])
+	}
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("exits: %v", err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("exit status %d, want %d", got, want)
 	}
 }

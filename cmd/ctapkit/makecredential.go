@@ -189,7 +189,7 @@ func (a *app) runMakeCredential(cmd *cobra.Command, o *makeCredentialOptions) er
 		ClientDataHash:      b64(req.ClientDataHash),
 		SignCount:           ad.SignCount,
 		Flags:               newFlagsJSON(ad.Flags),
-		Extensions:          cborJSON(ad.Extensions),
+		Extensions:          extensionsJSON(ad.Extensions),
 		AttestationVerified: attErr == nil,
 		Transport:           s.dev.Info().Transport,
 		Device:              s.dev.Info().URI,

@@ -69,6 +69,15 @@ func newFlagsJSON(f ctap2.AuthFlags) flagsJSON {
 
 // cborJSON converts an encoded CBOR item (attStmt, extension outputs) to a JSON-ready
 // value: byte strings become base64url, map keys strings. nil for empty input.
+// extensionsJSON renders authenticator-data extension outputs; none is {} so that
+// scripts can index it without a null check.
+func extensionsJSON(raw []byte) any {
+	if len(raw) == 0 {
+		return map[string]any{}
+	}
+	return cborJSON(raw)
+}
+
 func cborJSON(raw []byte) any {
 	if len(raw) == 0 {
 		return nil

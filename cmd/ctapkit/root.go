@@ -6,10 +6,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ctapkit/ctapkit/ctap2"
 	"github.com/ctapkit/ctapkit/transport"
@@ -77,8 +79,20 @@ Devices are named by URI: soft:PATH (a softkey state file, opened in-process),
 soft:mem (an ephemeral softkey), hid:/dev/hidrawN, pcsc:READER, udp:HOST:PORT.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(*cobra.Command, []string) {
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
+			// cobra checks required flags only after this hook; check them here so a
+			// missing --rp is a usage error (exit 2), not a failed command.
+			if missing := missingRequiredFlags(c); len(missing) > 0 {
+				return usageErrorf("missing %s", strings.Join(missing, ", "))
+			}
+			if err := c.ValidateFlagGroups(); err != nil {
+				return err
+			}
+			if a.timeout <= 0 {
+				return usageErrorf("--timeout must be positive, got %v", a.timeout)
+			}
 			a.started = true
+			return nil
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
@@ -195,4 +209,16 @@ func (t *touchNotice) stop() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.clearLocked()
+}
+
+// missingRequiredFlags lists the required flags not given, as "--rp", for an error
+// message that reads like the command line.
+func missingRequiredFlags(c *cobra.Command) []string {
+	var missing []string
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if req := f.Annotations[cobra.BashCompOneRequiredFlag]; len(req) > 0 && req[0] == "true" && !f.Changed {
+			missing = append(missing, "--"+f.Name)
+		}
+	})
+	return missing
 }
