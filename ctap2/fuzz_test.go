@@ -282,3 +282,29 @@ func FuzzDecodeResponse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerifyAttestation: any statement, authenticator data and format give a result or
+// an error, never a panic; a result is only ever reported with an error-free chain.
+func FuzzVerifyAttestation(f *testing.F) {
+	var mc MakeCredentialResponse
+	if err := Unmarshal(golden(f, "python-fido2/mc_resp_packed_yubikey.hex"), &mc); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(mc.Fmt, []byte(mc.AttStmt), mc.AuthData, unhex("985B6187D042FB1258892ED637CEC88617DDF5F6632351A545617AA2B75261BF"))
+	priv, authData := credential(f, AlgES256, attAAGUID)
+	f.Add(FormatPacked, mustCBOR(f, AttStmt{Alg: AlgES256, Sig: signAtt(f, AlgES256, priv, authData, attCDH[:])}), authData, attCDH[:])
+	f.Add(FormatNone, unhex("a0"), authData, attCDH[:])
+	appParam := unhex("1194228DA8FDBDEEFD261BD7B6595CFD70A50D70C6407BCF013DE96D4EFB17DE")
+	pub, kh, cert, sig := u2fRegistration(f, golden(f, "python-fido2/u2f_register.hex"))
+	f.Add(FormatFIDOU2F, mustCBOR(f, AttStmt{Sig: sig, X5C: [][]byte{cert}}), u2fAuthData(f, appParam, pub, kh),
+		unhex("687134968222EC17202E42505F8ED2B16AE22F16BB05B88C25DB9E602645F141"))
+	f.Fuzz(func(t *testing.T, format string, attStmt, authData, cdh []byte) {
+		res, err := VerifyAttestation(format, attStmt, authData, cdh)
+		if (res == nil) == (err == nil) {
+			t.Fatalf("result %+v with error %v", res, err)
+		}
+		if err == nil && res.Type == AttestationBasic && len(res.Chain) == 0 {
+			t.Fatal("basic attestation without a certificate")
+		}
+	})
+}
