@@ -58,7 +58,8 @@ type presenceRecorder struct {
 	rpIDs    []string
 	statuses *[]byte // the status callback's log, as seen when the touch was asked
 	seen     [][]byte
-	started  chan struct{}
+	started  chan struct{} // closed when the first touch is asked
+	once     sync.Once
 	answer   func(ctx context.Context) (bool, error)
 }
 
@@ -70,7 +71,7 @@ func (p *presenceRecorder) ask(ctx context.Context, rpID string) (bool, error) {
 	}
 	p.mu.Unlock()
 	if p.started != nil {
-		close(p.started)
+		p.once.Do(func() { close(p.started) })
 	}
 	return p.answer(ctx)
 }
