@@ -16,6 +16,9 @@ type credential struct {
 	alg    ctap2.COSEAlgorithm
 	raw    []byte            // sealed credentials
 	stored *store.Credential // resident credentials
+	// cacheKey names the credential in the signer cache: rpIdHash || ID for sealed
+	// credentials (an ID opens only for its RP), the ID for resident ones.
+	cacheKey string
 }
 
 // lookup resolves a descriptor from an allow or exclude list for rpIDHash. It
@@ -28,11 +31,15 @@ func (a *Authenticator) lookup(rpIDHash [32]byte, d ctap2.CredentialDescriptor) 
 	}
 	switch d.ID[0] {
 	case credIDSealed:
+		cacheKey := string(rpIDHash[:]) + string(d.ID)
+		if e, ok := a.signers.get(cacheKey); ok {
+			return &credential{id: d.ID, alg: e.alg, cacheKey: cacheKey}, nil
+		}
 		alg, raw, ok := a.sealer.open(rpIDHash, d.ID)
 		if !ok || !canGenerate(alg) {
 			return nil, nil
 		}
-		return &credential{id: d.ID, alg: alg, raw: raw}, nil
+		return &credential{id: d.ID, alg: alg, raw: raw, cacheKey: cacheKey}, nil
 	case credIDResident:
 		c, err := a.st.Credential(d.ID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -50,11 +57,25 @@ func (a *Authenticator) lookup(rpIDHash [32]byte, d ctap2.CredentialDescriptor) 
 }
 
 func residentCredential(c *store.Credential) *credential {
-	return &credential{id: c.ID, alg: c.Alg, stored: c}
+	return &credential{id: c.ID, alg: c.Alg, stored: c, cacheKey: string(c.ID)}
 }
 
-// signer returns the credential's private key.
-func (c *credential) signer() (crypto.Signer, error) {
+// signer returns the credential's private key, parsed once and then kept in the
+// signer cache: parsing a key computes its public point, which costs about half a
+// signature, and RPs assert with the same few credentials again and again.
+func (a *Authenticator) signer(c *credential) (crypto.Signer, error) {
+	if e, ok := a.signers.get(c.cacheKey); ok {
+		return e.key, nil
+	}
+	key, err := parseCredentialKey(c)
+	if err != nil {
+		return nil, err
+	}
+	a.signers.put(c.cacheKey, signerEntry{alg: c.alg, key: key})
+	return key, nil
+}
+
+func parseCredentialKey(c *credential) (crypto.Signer, error) {
 	if c.stored == nil {
 		return signerFromRaw(c.alg, c.raw)
 	}
@@ -68,3 +89,42 @@ func (c *credential) signer() (crypto.Signer, error) {
 	}
 	return s, nil
 }
+
+// signerCacheSize bounds the parsed keys kept in memory.
+const signerCacheSize = 256
+
+type signerEntry struct {
+	alg ctap2.COSEAlgorithm
+	key crypto.Signer
+}
+
+// signerCache holds recently used parsed keys, evicting the oldest insertion. It is
+// used under the authenticator's command lock and emptied by reset. Resident
+// credentials are still looked up in the store first, so a deleted one is never
+// served from the cache.
+type signerCache struct {
+	m     map[string]signerEntry
+	order []string
+}
+
+func (s *signerCache) get(k string) (signerEntry, bool) {
+	e, ok := s.m[k]
+	return e, ok
+}
+
+func (s *signerCache) put(k string, e signerEntry) {
+	if s.m == nil {
+		s.m = make(map[string]signerEntry, signerCacheSize)
+	}
+	if _, ok := s.m[k]; ok {
+		return
+	}
+	if len(s.order) == signerCacheSize {
+		delete(s.m, s.order[0])
+		s.order = s.order[1:]
+	}
+	s.m[k] = e
+	s.order = append(s.order, k)
+}
+
+func (s *signerCache) clear() { *s = signerCache{} }

@@ -117,7 +117,7 @@ func (a *Authenticator) getNextAssertion(context.Context, *struct{}, func(byte))
 // entity of a resident credential carries only its ID: name and displayName need
 // user verification, which the softkey does not offer yet.
 func (a *Authenticator) assert(rpIDHash [32]byte, clientDataHash []byte, flags ctap2.AuthFlags, c *credential) (*ctap2.GetAssertionResponse, error) {
-	key, err := c.signer()
+	key, err := a.signer(c)
 	if err != nil {
 		return nil, ctap2.ErrOther
 	}

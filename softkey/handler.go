@@ -22,16 +22,16 @@ func (a *Authenticator) HandleCBOR(ctx context.Context, req []byte, status func(
 }
 
 func (a *Authenticator) handle(ctx context.Context, req []byte, status func(byte)) ([]byte, error) {
+	if err := a.begin(); err != nil {
+		return nil, err
+	}
+	defer a.mu.Unlock()
 	switch {
 	case len(req) == 0:
 		return nil, ctap2.ErrInvalidLength
 	case len(req) > a.cfg.MaxMsgSize:
 		return nil, ctap2.ErrRequestTooLarge
 	}
-	if err := a.begin(); err != nil {
-		return nil, err
-	}
-	defer a.mu.Unlock()
 	cmd, params := ctap2.Command(req[0]), req[1:]
 	if cmd != ctap2.CmdGetNextAssertion {
 		a.next = nil // any other command ends a getAssertion sequence (§6.3)

@@ -48,6 +48,7 @@ func (a *Authenticator) reset(ctx context.Context, _ *struct{}, status func(byte
 		return nil, ctap2.ErrOther
 	}
 	a.sealer = sealer
+	a.signers.clear()
 	a.meta.MasterSecret = secret
 	return nil, nil
 }

@@ -99,7 +99,8 @@ const (
 	defaultPresenceTimeout = 30 * time.Second
 	// nextAssertionWindow is how long getNextAssertion state lives (CTAP 2.1 §6.3).
 	nextAssertionWindow = 30 * time.Second
-	// maxCredentialCountInList is advertised in getInfo; longer lists are refused.
+	// maxCredentialCountInList is advertised in getInfo. Longer lists are still
+	// served (hosts that ignore the limit keep working); maxMsgSize bounds them.
 	maxCredentialCountInList = 16
 )
 
@@ -118,6 +119,7 @@ type Authenticator struct {
 	mu      sync.Mutex
 	closed  bool
 	sealer  *credentialSealer
+	signers signerCache
 	counter *signCounter
 	powerUp time.Time
 	next    *assertionQueue // getNextAssertion state, nil when none
