@@ -103,6 +103,9 @@ func (d *Device) Transact(ctx context.Context, cmd transport.Command, data []byt
 	case transport.CmdInit, transport.CmdCancel, transport.CmdKeepalive, transport.CmdError:
 		return nil, fmt.Errorf("ctaphid: %v is channel management, not a request", cmd)
 	}
+	if cmd&0x80 != 0 {
+		return nil, fmt.Errorf("ctaphid: command 0x%02x does not fit the 7-bit command field", byte(cmd))
+	}
 	if len(data) > MaxMessageSize {
 		return nil, fmt.Errorf("ctaphid: %v message of %d bytes exceeds the %d-byte limit", cmd, len(data), MaxMessageSize)
 	}
@@ -116,7 +119,16 @@ func (d *Device) Transact(ctx context.Context, cmd transport.Command, data []byt
 			return nil, err
 		}
 	}
-	return d.exchange(ctx, d.ch.Load().cid, cmd, data, nil)
+	resp, err := d.exchange(ctx, d.ch.Load().cid, cmd, data, nil)
+	if errors.Is(err, ErrInvalidChannel) {
+		// The device forgot our channel: it was power-cycled or reset behind our
+		// back. It did not run the request, so allocate a new channel and retry once.
+		if err := d.initChannel(ctx, BroadcastCID); err != nil {
+			return nil, err
+		}
+		resp, err = d.exchange(ctx, d.ch.Load().cid, cmd, data, nil)
+	}
+	return resp, err
 }
 
 // Info returns Options.Info.

@@ -462,7 +462,7 @@ func TestHostRefusesManagementCommands(t *testing.T) {
 	rec := &recorder{}
 	d, _ := openDevice(t, &fakeHandler{}, ServerOptions{}, Options{Log: rec.log})
 	rec.reset()
-	for _, cmd := range []transport.Command{transport.CmdInit, transport.CmdCancel, transport.CmdKeepalive, transport.CmdError} {
+	for _, cmd := range []transport.Command{transport.CmdInit, transport.CmdCancel, transport.CmdKeepalive, transport.CmdError, 0x80, 0xFF} {
 		if _, err := d.Transact(testCtx(t), cmd, pattern(8)); err == nil {
 			t.Errorf("Transact(%v) accepted", cmd)
 		}
@@ -1054,6 +1054,26 @@ func TestHostResyncServer(t *testing.T) {
 	}
 	if err := d.Ping(testCtx(t), []byte("again")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHostDeviceReset: a device that was power-cycled behind the host's back
+// answers ERR_INVALID_CHANNEL; the host allocates a new channel and retries.
+func TestHostDeviceReset(t *testing.T) {
+	rec := &recorder{}
+	d, s := openDevice(t, &fakeHandler{}, ServerOptions{}, Options{Log: rec.log})
+	old := d.CID()
+	s.Reset()
+	rec.reset()
+	if err := d.Ping(testCtx(t), []byte("after reset")); err != nil {
+		t.Fatalf("Ping after device reset: %v", err)
+	}
+	if d.CID() == old {
+		t.Errorf("host kept the forgotten channel %08x", old)
+	}
+	want := []string{fmt.Sprintf("PING@%08x", old), fmt.Sprintf("INIT@%08x", BroadcastCID), fmt.Sprintf("PING@%08x", d.CID())}
+	if got := rec.sentCommands(); !slicesEqual(got, want) {
+		t.Errorf("host sent %v, want %v", got, want)
 	}
 }
 
