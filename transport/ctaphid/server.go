@@ -75,6 +75,7 @@ type Server struct {
 	base     context.Context // parent of handler contexts, while serving
 	results  chan result     // handler replies, while serving
 	stop     chan struct{}   // closed when Serve returns
+	jobs     chan func()     // to the handler worker, while serving
 	channels map[uint32]struct{}
 	order    []uint32 // allocated channels, oldest first
 	asm      assembler
@@ -142,7 +143,8 @@ func (s *Server) Serve(ctx context.Context, conn PacketConn) error {
 		return errors.New("ctaphid: server is already serving")
 	}
 	s.serving, s.conn, s.base = true, conn, ctx
-	s.results, s.stop = make(chan result), make(chan struct{})
+	s.results, s.stop, s.jobs = make(chan result), make(chan struct{}), make(chan func())
+	go work(s.jobs, s.stop)
 	s.mu.Unlock()
 	defer s.shutdown()
 
@@ -444,7 +446,7 @@ func (s *Server) start(m message) {
 		}
 	}
 	s.handlers.Add(1)
-	go func() {
+	job := func() {
 		defer s.handlers.Done()
 		defer cancel()
 		var resp []byte
@@ -457,7 +459,27 @@ func (s *Server) start(m message) {
 		case results <- result{t, resp}:
 		case <-stop:
 		}
-	}()
+	}
+	// The idle worker takes the job; if it is still finishing an abandoned one, a
+	// fresh goroutine does, so the packet loop never waits for a handler.
+	select {
+	case s.jobs <- job:
+	default:
+		go job()
+	}
+}
+
+// work runs handler jobs until stop is closed. A long-lived goroutine keeps the
+// stack that signing needs grown, instead of growing a new one per request.
+func work(jobs <-chan func(), stop <-chan struct{}) {
+	for {
+		select {
+		case job := <-jobs:
+			job()
+		case <-stop:
+			return
+		}
+	}
 }
 
 // finish sends a handler's reply, unless INIT or Reset abandoned its transaction.
