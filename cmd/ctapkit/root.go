@@ -15,6 +15,7 @@ import (
 
 	"github.com/ctapkit/ctapkit/ctap2"
 	"github.com/ctapkit/ctapkit/transport"
+	"github.com/ctapkit/ctapkit/transport/ctaphid"
 )
 
 // app holds what every command needs: the streams, the global flags and the device
@@ -122,12 +123,14 @@ func (a *app) debugf(format string, args ...any) {
 	}
 }
 
-// frameLog returns the -vv hex frame logger, or nil.
+// frameLog returns the -vv frame logger, or nil. Its annotated hex dump is the
+// transcript format ctaphid.ParseTranscript reads back, so a log of a misbehaving
+// key can become a replay test.
 func (a *app) frameLog() func(dir string, pkt []byte) {
 	if a.verbose < 2 {
 		return nil
 	}
-	return func(dir string, pkt []byte) { fmt.Fprintf(a.io.ErrOut, "%s %x\n", dir, pkt) }
+	return ctaphid.NewFrameLogger(a.io.ErrOut)
 }
 
 // session is an open device with a CTAP2 client and the user-facing touch notice.
