@@ -75,3 +75,21 @@ func TestStatusNotifier(t *testing.T) {
 	}
 	KeepaliveFunc(context.Background())(1) // no-op must not panic
 }
+
+// FuzzParseURI: ParseURI never panics, and what it accepts prints back to a URI
+// that parses to the same value.
+func FuzzParseURI(f *testing.F) {
+	for _, s := range []string{"soft:mem", "soft:./sk.db", "hid:/dev/hidraw0", "pcsc:Yubico YubiKey", "udp:127.0.0.1:8111", "", ":", "soft:", "a:b:c", "HID:x", "soft:\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := ParseURI(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseURI(u.String())
+		if err != nil || again != u {
+			t.Fatalf("ParseURI(%q) = %+v, but its String %q parses to %+v, %v", s, u, u.String(), again, err)
+		}
+	})
+}
