@@ -40,6 +40,10 @@ test: deps vet
 	$(GO) test -count=1 -timeout 10m $(PKGS)
 	@if [ -x ../shared/checks/contract.sh ]; then ../shared/checks/contract.sh; fi
 
+# staticcheck from the module proxy, pinned so results do not drift.
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
 fuzz:
 	@./scripts/fuzz.sh $(FUZZTIME)
 

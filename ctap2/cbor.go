@@ -61,15 +61,6 @@ type RawMessage = cbor.RawMessage
 // Marshal encodes v in CTAP2 canonical form.
 func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
 
-// mustMarshal is for values whose encoding cannot fail (fixed structs of our own).
-func mustMarshal(v any) []byte {
-	b, err := encMode.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("ctap2: encoding %T: %v", v, err))
-	}
-	return b
-}
-
 // Unmarshal decodes exactly one CBOR item from data into v, rejecting duplicate map
 // keys, indefinite lengths, tags, invalid UTF-8 and trailing bytes.
 func Unmarshal(data []byte, v any) error { return decMode.Unmarshal(data, v) }

@@ -2,6 +2,7 @@ package ctap2
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"embed"
 	"encoding/hex"
 	"math/big"
@@ -62,4 +63,13 @@ func bigFromHex(s string) *big.Int {
 		panic("bad hex " + s)
 	}
 	return n
+}
+
+// mustBytes is the uncompressed encoding 04 || X || Y of an EC public key.
+func mustBytes(pub *ecdsa.PublicKey) []byte {
+	b, err := pub.Bytes()
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ctapkit/ctapkit/ctap2"
 )
@@ -298,11 +299,11 @@ func openNoCreate(name string, flag int, perm os.FileMode) (*os.File, error) {
 
 func boltOpenError(path string, err error) error {
 	switch {
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, berrors.ErrTimeout):
 		return inUse(path)
 	case errors.Is(err, fs.ErrNotExist):
 		return &stateError{path, ErrNotExist.Error(), []error{ErrNotExist, fs.ErrNotExist}}
-	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch), errors.Is(err, bolt.ErrChecksum):
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
 		return notSoftkey(path, "not a valid bbolt database: "+err.Error())
 	}
 	return fmt.Errorf("opening softkey state %s: %w", path, err)

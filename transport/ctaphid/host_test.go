@@ -189,12 +189,6 @@ func (b *busyTrigger) after(n int, fn func()) {
 	b.at, b.fn = b.count+n, fn
 }
 
-func (b *busyTrigger) busy() int {
-	b.tmu.Lock()
-	defer b.tmu.Unlock()
-	return b.count
-}
-
 // packetsFor is the number of reports that carry an n-byte message.
 func packetsFor(n int) int {
 	if n <= initPayloadSize {
