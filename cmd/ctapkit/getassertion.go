@@ -96,13 +96,11 @@ func (a *app) runGetAssertion(cmd *cobra.Command, o *getAssertionOptions) error 
 	if err != nil {
 		return err
 	}
-	ctx, cancel := a.withTimeout(cmd.Context())
-	defer cancel()
-	s, err := a.openSession(ctx)
+	ctx, s, done, err := a.beginSession(cmd.Context())
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer done()
 	results, opErr := s.client.GetAssertions(ctx, req)
 	s.notice.stop()
 	if len(results) == 0 {

@@ -17,13 +17,11 @@ func (a *app) infoCommand() *cobra.Command {
 		Example: "  ctapkit -d soft:mem info\n  ctapkit info --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			s, err := a.openSession(ctx)
+			ctx, s, done, err := a.beginSession(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer done()
 			info, err := s.client.GetInfo(ctx)
 			if err != nil {
 				return fmt.Errorf("info: %w", err)

@@ -155,13 +155,11 @@ func (a *app) runMakeCredential(cmd *cobra.Command, o *makeCredentialOptions) er
 	if err != nil {
 		return err
 	}
-	ctx, cancel := a.withTimeout(cmd.Context())
-	defer cancel()
-	s, err := a.openSession(ctx)
+	ctx, s, done, err := a.beginSession(cmd.Context())
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer done()
 	resp, err := s.client.MakeCredential(ctx, req)
 	s.notice.stop()
 	if err != nil {

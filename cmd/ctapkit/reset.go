@@ -34,13 +34,11 @@ Keys accept a reset only within a few seconds of being plugged in, and only with
 					return fmt.Errorf("reset: %w", err)
 				}
 			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			s, err := a.openSession(ctx)
+			ctx, s, done, err := a.beginSession(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer done()
 			if err := s.client.Reset(ctx); err != nil {
 				return fmt.Errorf("reset: %w", err)
 			}

@@ -133,6 +133,18 @@ func (a *app) frameLog() func(dir string, pkt []byte) {
 	return ctaphid.NewFrameLogger(a.io.ErrOut)
 }
 
+// beginSession starts one device command: the --timeout context and an open
+// session, released together by done.
+func (a *app) beginSession(parent context.Context) (ctx context.Context, s *session, done func(), err error) {
+	ctx, cancel := a.withTimeout(parent)
+	s, err = a.openSession(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, s, func() { s.Close(); cancel() }, nil
+}
+
 // session is an open device with a CTAP2 client and the user-facing touch notice.
 type session struct {
 	dev    transport.Device
