@@ -6,8 +6,9 @@ GO        ?= go
 BIN       := bin/ctapkit
 PKGS      := ./...
 FUZZTIME  ?= 30s
-# Debian packages the tests use: openssl verifies our signatures from outside.
-SYSTEM_PACKAGES := openssl python3
+# Debian packages the tests use: openssl verifies our signatures from outside,
+# python-fido2 is an independent CTAP2 implementation that checks our responses.
+SYSTEM_PACKAGES := openssl python3 python3-fido2
 
 .PHONY: all build demo test deps vet lint fuzz bench clean
 
