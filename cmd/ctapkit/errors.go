@@ -85,3 +85,13 @@ func errorMessage(err error) (line, hint string) {
 	line = strings.ReplaceAll(line, "\n", " ")
 	return line, hint
 }
+
+// quietError carries a sentinel for exitCode without adding its text to the
+// message, where it would only repeat what msg says.
+type quietError struct {
+	msg string
+	err error
+}
+
+func (e *quietError) Error() string { return e.msg }
+func (e *quietError) Unwrap() error { return e.err }

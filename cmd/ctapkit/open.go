@@ -51,7 +51,7 @@ func (a *app) pickDevice(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("%w: %v", transport.ErrNoDevice, err)
 		}
 		return "", withHint(fmt.Errorf("%w: plug in a security key or name one with -d", transport.ErrNoDevice),
-			"for a software key: ctapkit softkey init --no-passphrase, then -d soft:PATH (or -d soft:mem)")
+			"for a software key: ctapkit softkey init --state ./softkey.db --no-passphrase, then -d soft:./softkey.db (or -d soft:mem)")
 	}
 	if len(infos) == 1 {
 		return infos[0].URI, nil
@@ -115,12 +115,12 @@ func (a *app) openSoftkey(ctx context.Context, path string) (transport.Device, e
 func softkeyOpenError(path string, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotExist):
-		return withHint(fmt.Errorf("no softkey state at %s: %w", path, transport.ErrNoDevice),
+		return withHint(&quietError{fmt.Sprintf("no softkey state at %s", path), transport.ErrNoDevice},
 			"create one with: ctapkit softkey init --state "+path+" --no-passphrase")
 	case errors.Is(err, store.ErrNotSoftkey):
 		return err // the store's error names the file and what is wrong with it
 	case errors.Is(err, store.ErrInUse):
-		return fmt.Errorf("softkey state %s: %w", path, err)
+		return err // names the file already
 	}
 	return fmt.Errorf("opening softkey state %s: %w", path, err)
 }
