@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,8 @@ import (
 //	         "counter" → signature counter ceiling, uint32 big-endian
 //	         "seq"     → last insertion sequence number, uint64 big-endian
 //	         "count"   → number of credentials, uint64 big-endian
+//	         "settings"  → CBOR settings record (settings.go); absent = defaults
+//	         "largeblob" → serialized large-blob array; absent = never written
 //	creds    rpIdHash || credential ID → credential record (record.go)
 //	credids  credential ID → rpIdHash || user ID (lookup by ID)
 //	users    rpIdHash || user ID → credential ID (one credential per account)
@@ -43,13 +46,15 @@ var (
 	bucketCredIDs = []byte("credids")
 	bucketUsers   = []byte("users")
 
-	keyMagic   = []byte("magic")
-	keyVersion = []byte("version")
-	keyHeader  = []byte("header")
-	keySecret  = []byte("secret")
-	keyCounter = []byte("counter")
-	keySeq     = []byte("seq")
-	keyCount   = []byte("count")
+	keyMagic     = []byte("magic")
+	keyVersion   = []byte("version")
+	keyHeader    = []byte("header")
+	keySecret    = []byte("secret")
+	keyCounter   = []byte("counter")
+	keySeq       = []byte("seq")
+	keyCount     = []byte("count")
+	keySettings  = []byte("settings")
+	keyLargeBlob = []byte("largeblob")
 )
 
 const stateMagic = "ctapkit-softkey-state"
@@ -835,6 +840,81 @@ func (d *DB) SetCounterCeiling(v uint32) error {
 	return d.update(func(b buckets) error {
 		return b.meta.Put(keyCounter, binary.BigEndian.AppendUint32(nil, v))
 	})
+}
+
+// Settings implements Store.
+func (d *DB) Settings() (Settings, error) {
+	s := DefaultSettings()
+	err := d.view(func(b buckets) error {
+		raw := b.meta.Get(keySettings)
+		if raw == nil {
+			return nil
+		}
+		var err error
+		if s, err = decodeSettings(raw); err != nil {
+			return fmt.Errorf("%w: settings: %v", errDamaged, err)
+		}
+		return nil
+	})
+	return s, err
+}
+
+// SetSettings implements Store.
+func (d *DB) SetSettings(s Settings) error {
+	raw, err := encodeSettings(s)
+	if err != nil {
+		return err
+	}
+	return d.update(func(b buckets) error { return b.meta.Put(keySettings, raw) })
+}
+
+// LargeBlobArray implements Store.
+func (d *DB) LargeBlobArray() ([]byte, error) {
+	var out []byte
+	err := d.view(func(b buckets) error {
+		out = bytes.Clone(b.meta.Get(keyLargeBlob))
+		return nil
+	})
+	return out, err
+}
+
+// SetLargeBlobArray implements Store.
+func (d *DB) SetLargeBlobArray(v []byte) error {
+	return d.update(func(b buckets) error {
+		if v == nil {
+			return b.meta.Delete(keyLargeBlob)
+		}
+		return b.meta.Put(keyLargeBlob, v)
+	})
+}
+
+// RelyingParties implements Store. Records of one RP are adjacent, so it decodes
+// one record per RP (for its ID and name) and only counts the keys of the rest.
+func (d *DB) RelyingParties() ([]RPInfo, error) {
+	var rps []RPInfo
+	err := d.view(func(b buckets) error {
+		c := b.creds.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) < 32 {
+				return fmt.Errorf("%w: credential key", errDamaged)
+			}
+			if n := len(rps); n > 0 && bytes.Equal(rps[n-1].IDHash[:], k[:32]) {
+				rps[n-1].Credentials++
+				continue
+			}
+			cred, _, err := decodeCredential(v)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errDamaged, err)
+			}
+			rps = append(rps, RPInfo{ID: cred.RPID, Name: cred.RPName, IDHash: cred.RPIDHash, Credentials: 1})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(rps, func(a, b RPInfo) int { return strings.Compare(a.ID, b.ID) })
+	return rps, nil
 }
 
 // Close implements Store: it releases the file and its lock. Closing twice is fine;

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,9 +19,12 @@ type Memory struct {
 	meta    Meta
 	counter uint32
 	seq     uint64
-	byID    map[string]*memRecord
-	byRP    map[[32]byte]map[string]*memRecord
-	scanned atomic.Int64 // records visited by CredentialsByRP, for the index test
+	// settings is nil until first written.
+	settings  *Settings
+	largeBlob []byte
+	byID      map[string]*memRecord
+	byRP      map[[32]byte]map[string]*memRecord
+	scanned   atomic.Int64 // records visited by CredentialsByRP, for the index test
 }
 
 type memRecord struct {
@@ -215,6 +219,70 @@ func (m *Memory) SetCounterCeiling(v uint32) error {
 	defer m.mu.Unlock()
 	m.counter = v
 	return nil
+}
+
+// Settings implements Store.
+func (m *Memory) Settings() (Settings, error) {
+	if err := m.lock(); err != nil {
+		return Settings{}, err
+	}
+	defer m.mu.Unlock()
+	if m.settings == nil {
+		return DefaultSettings(), nil
+	}
+	return m.settings.clone(), nil
+}
+
+// SetSettings implements Store.
+func (m *Memory) SetSettings(s Settings) error {
+	if err := m.lock(); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	c := s.clone()
+	m.settings = &c
+	return nil
+}
+
+// LargeBlobArray implements Store.
+func (m *Memory) LargeBlobArray() ([]byte, error) {
+	if err := m.lock(); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	return bytes.Clone(m.largeBlob), nil
+}
+
+// SetLargeBlobArray implements Store.
+func (m *Memory) SetLargeBlobArray(b []byte) error {
+	if err := m.lock(); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	m.largeBlob = bytes.Clone(b)
+	return nil
+}
+
+// RelyingParties implements Store.
+func (m *Memory) RelyingParties() ([]RPInfo, error) {
+	if err := m.lock(); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	var rps []RPInfo
+	for hash, recs := range m.byRP {
+		if len(recs) == 0 {
+			continue
+		}
+		info := RPInfo{IDHash: hash, Credentials: len(recs)}
+		for _, r := range recs {
+			info.ID, info.Name = r.cred.RPID, r.cred.RPName
+			break
+		}
+		rps = append(rps, info)
+	}
+	slices.SortFunc(rps, func(a, b RPInfo) int { return strings.Compare(a.ID, b.ID) })
+	return rps, nil
 }
 
 // Close implements Store; the contents are gone afterwards.

@@ -160,6 +160,17 @@ type Store interface {
 	// was ever handed out. The engine starts from it after open.
 	CounterCeiling() (uint32, error)
 	SetCounterCeiling(uint32) error
+	// Settings returns the PIN state and configuration; DefaultSettings() when
+	// none was ever written.
+	Settings() (Settings, error)
+	SetSettings(Settings) error
+	// LargeBlobArray is the serialized large-blob array (CTAP 2.1 §6.10); nil when
+	// never written, which the engine serves as the empty array.
+	LargeBlobArray() ([]byte, error)
+	SetLargeBlobArray([]byte) error
+	// RelyingParties lists the RPs that have resident credentials, ordered by ID,
+	// with the count of each, through the RP index.
+	RelyingParties() ([]RPInfo, error)
 	Close() error
 }
 
