@@ -57,3 +57,15 @@ const (
 	PaddedPINLength = 64
 	MaxPINRetries   = 8
 )
+
+// PINToken is a pinUvAuthToken together with the protocol that obtained it. It
+// authenticates the requests that need one (CTAP 2.1 §6.5.5.7, table in §7.5 of
+// ctap-reference): makeCredential, getAssertion, credentialManagement,
+// authenticatorConfig and largeBlobs writes.
+type PINToken struct {
+	Protocol PINProtocol
+	Token    []byte
+}
+
+// Param returns the pinUvAuthParam of msg under the token.
+func (t *PINToken) Param(msg []byte) []byte { return t.Protocol.Authenticate(t.Token, msg) }
