@@ -21,6 +21,9 @@ const (
 	exitCancelled = 5
 )
 
+// errCancelled: the user gave up at a prompt (Ctrl-C, Ctrl-D); exit code 5.
+var errCancelled = errors.New("cancelled")
+
 // usageError marks bad command-line input: a flag value that does not parse, a
 // missing argument. It maps to exit code 2.
 type usageError struct{ err error }
@@ -52,7 +55,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ue), errors.Is(err, transport.ErrBadURI), errors.Is(err, transport.ErrUnknownScheme):
 		return exitUsage
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, errCancelled),
 		errors.Is(err, ctap2.ErrKeepaliveCancel), errors.Is(err, ctap2.ErrUserActionTimeout),
 		errors.Is(err, transport.ErrTimeout):
 		return exitCancelled
