@@ -42,3 +42,21 @@ func BenchmarkCredentialsByRP(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRelyingParties lists 1,000 RPs holding 10,000 credentials: one cursor walk,
+// each record decoded only for the RP's ID, name, time and sequence.
+func BenchmarkRelyingParties(b *testing.B) {
+	d := createDB(b, filepath.Join(b.TempDir(), "softkey.db"))
+	var cs []*Credential
+	for i := range 10_000 {
+		id := fmt.Sprint("cred-", i)
+		cs = append(cs, testCred(fmt.Sprintf("rp%d.example", i%1000), id, id))
+	}
+	putMany(b, d, cs)
+	for b.Loop() {
+		rps, err := d.RelyingParties()
+		if err != nil || len(rps) != 1000 {
+			b.Fatalf("RelyingParties = %d, %v", len(rps), err)
+		}
+	}
+}

@@ -589,6 +589,10 @@ func TestOpenReadsOnly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "softkey.db")
 	d := createDB(t, path)
 	mustPut(t, d, testCred("example.com", "alice", "cred-1"))
+	mustSetSettings(t, d, fullSettings())
+	if err := d.SetLargeBlobArray([]byte{0x80}); err != nil {
+		t.Fatal(err)
+	}
 	d.Close()
 	snap := takeSnapshot(t, path)
 	d = openDB(t, path)
@@ -596,6 +600,15 @@ func TestOpenReadsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := d.CountCredentials(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Settings(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.LargeBlobArray(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.RelyingParties(); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -235,11 +234,14 @@ func (m *Memory) Settings() (Settings, error) {
 
 // SetSettings implements Store.
 func (m *Memory) SetSettings(s Settings) error {
+	c := s.clone()
+	if err := c.validate(); err != nil {
+		return err
+	}
 	if err := m.lock(); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
-	c := s.clone()
 	m.settings = &c
 	return nil
 }
@@ -269,19 +271,20 @@ func (m *Memory) RelyingParties() ([]RPInfo, error) {
 		return nil, err
 	}
 	defer m.mu.Unlock()
-	var rps []RPInfo
+	rps := make([]RPInfo, 0, len(m.byRP))
 	for hash, recs := range m.byRP {
-		if len(recs) == 0 {
+		var newest *memRecord
+		for _, r := range recs {
+			if newest == nil || newerThan(r.cred, newest.cred, r.seq, newest.seq) {
+				newest = r
+			}
+		}
+		if newest == nil {
 			continue
 		}
-		info := RPInfo{IDHash: hash, Credentials: len(recs)}
-		for _, r := range recs {
-			info.ID, info.Name = r.cred.RPID, r.cred.RPName
-			break
-		}
-		rps = append(rps, info)
+		rps = append(rps, RPInfo{ID: newest.cred.RPID, Name: newest.cred.RPName, IDHash: hash, Credentials: len(recs)})
 	}
-	slices.SortFunc(rps, func(a, b RPInfo) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(rps, compareRPs)
 	return rps, nil
 }
 
@@ -291,6 +294,7 @@ func (m *Memory) Close() error {
 	defer m.mu.Unlock()
 	m.closed = true
 	m.byID, m.byRP = nil, nil
+	m.settings, m.largeBlob = nil, nil
 	return nil
 }
 

@@ -163,13 +163,15 @@ type Store interface {
 	// Settings returns the PIN state and configuration; DefaultSettings() when
 	// none was ever written.
 	Settings() (Settings, error)
-	SetSettings(Settings) error
+	// SetSettings stores s, durable when it returns; it refuses settings out of
+	// range (Settings documents the ranges) and stores nothing then.
+	SetSettings(s Settings) error
 	// LargeBlobArray is the serialized large-blob array (CTAP 2.1 §6.10); nil when
 	// never written, which the engine serves as the empty array.
 	LargeBlobArray() ([]byte, error)
 	SetLargeBlobArray([]byte) error
 	// RelyingParties lists the RPs that have resident credentials, ordered by ID,
-	// with the count of each, through the RP index.
+	// with the count of each; ID and name are those of the RP's newest credential.
 	RelyingParties() ([]RPInfo, error)
 	Close() error
 }
@@ -177,10 +179,7 @@ type Store interface {
 // newerThan orders by creation time, newest first; ties (an injected clock that
 // stands still) fall back to insertion order, newest first.
 func newerThan(a, b *Credential, seqA, seqB uint64) bool {
-	if !a.Created.Equal(b.Created) {
-		return a.Created.After(b.Created)
-	}
-	return seqA > seqB
+	return newerAt(a.Created, b.Created, seqA, seqB)
 }
 
 func cloneExtra(m map[string][]byte) map[string][]byte {

@@ -140,6 +140,9 @@ func TestNewMemoryFillsMeta(t *testing.T) {
 
 // testStore is the behaviour every Store shares.
 func testStore(t *testing.T, open func(t *testing.T) Store) {
+	testSettings(t, open)
+	testLargeBlob(t, open)
+	testRelyingParties(t, open)
 	t.Run("PutGet", func(t *testing.T) {
 		s := open(t)
 		c := testCred("example.com", "alice", "cred-1")
@@ -380,10 +383,15 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		_, err2 := s.CredentialsByRP(rpHash("example.com"))
 		_, err3 := s.CountCredentials()
 		_, err4 := s.CounterCeiling()
+		_, err5 := s.Settings()
+		_, err6 := s.LargeBlobArray()
+		_, err7 := s.RelyingParties()
 		for i, err := range []error{
 			s.PutCredential(c), err1, err2, err3, err4,
 			s.DeleteCredential([]byte("cred-1")), s.DeleteAllCredentials(),
 			s.SetCounterCeiling(5), s.SetMasterSecret(make([]byte, MasterSecretSize)),
+			err5, err6, err7, s.SetSettings(DefaultSettings()), s.SetLargeBlobArray([]byte{0x80}),
+			s.SetLargeBlobArray(nil),
 		} {
 			if !errors.Is(err, ErrClosed) {
 				t.Errorf("call %d after Close: err = %v, want ErrClosed", i, err)
