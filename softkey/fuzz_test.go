@@ -138,6 +138,9 @@ func checkFuzzReply(t *testing.T, msg, reply []byte) {
 			t.Fatalf("%x: %v succeeded with a body %x", msg, cmd, body)
 		}
 		return
+	case ctap2.CmdClientPIN:
+		checkClientPINReply(t, msg, body)
+		return
 	case ctap2.CmdMakeCredential, ctap2.CmdGetAssertion, ctap2.CmdGetNextAssertion, ctap2.CmdGetInfo:
 	default:
 		t.Fatalf("%x: unknown command succeeded", msg)

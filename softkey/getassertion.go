@@ -34,22 +34,30 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 	case len(req.ClientDataHash) != 32:
 		return nil, ctap2.ErrInvalidParameter
 	}
-	if req.PinUvAuthParam != nil {
-		if len(req.PinUvAuthParam) == 0 {
-			if err := a.userPresence(ctx, req.RPID, status); err != nil {
-				return nil, err
-			}
-			return nil, ctap2.ErrPINNotSet
-		}
-		if req.PinUvAuthProtocol == 0 {
-			return nil, ctap2.ErrMissingParameter
-		}
-		return nil, ctap2.ErrInvalidParameter
+	if err := a.pinUvAuthProbe(ctx, req.PinUvAuthParam, req.PinUvAuthProtocol, req.RPID, status); err != nil {
+		return nil, err
 	}
-	if _, err := a.checkOptions(req.Options, false); err != nil {
+	_, uv, err := a.checkOptions(req.Options, false, req.PinUvAuthParam != nil)
+	if err != nil {
 		return nil, err
 	}
 	up := req.Options == nil || req.Options.UP == nil || *req.Options.UP
+	s, err := a.settings()
+	if err != nil {
+		return nil, err
+	}
+	protected := uvProtected(a, s)
+	if s.AlwaysUV && up { // step 4; a silent probe (up=false) stays allowed
+		if uv, err = a.alwaysUV(protected, req.PinUvAuthParam, uv); err != nil {
+			return nil, err
+		}
+	}
+	// Step 5: the token or built-in UV.
+	flags, present, err := a.verifyUser(protected, req.PinUvAuthParam, req.PinUvAuthProtocol, req.ClientDataHash,
+		ctap2.PermGetAssertion, req.RPID, uv)
+	if err != nil {
+		return nil, err
+	}
 
 	rpIDHash := ctap2.RPIDHash(req.RPID)
 	var candidates []*credential
@@ -77,12 +85,14 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		return nil, ctap2.ErrNoCredentials
 	}
 
-	var flags ctap2.AuthFlags
 	if up {
-		if err := a.userPresence(ctx, req.RPID, status); err != nil {
-			return nil, err
+		if !present {
+			if err := a.userPresence(ctx, req.RPID, status); err != nil {
+				return nil, err
+			}
 		}
 		flags |= ctap2.FlagUP
+		a.pin.token.clearAfterPresence() // step 7: the token served its one mc/ga
 	}
 	resp, err := a.assert(rpIDHash, req.ClientDataHash, flags, candidates[0])
 	if err != nil {
@@ -114,8 +124,8 @@ func (a *Authenticator) getNextAssertion(context.Context, *struct{}, func(byte))
 }
 
 // assert signs authData || clientDataHash with c and builds the response. The user
-// entity of a resident credential carries only its ID: name and displayName need
-// user verification, which the softkey does not offer yet.
+// entity of a resident credential carries only its ID unless the user was verified
+// (flags has UV): name and displayName are personal data (CTAP 2.1 §6.2.2 step 12).
 func (a *Authenticator) assert(rpIDHash [32]byte, clientDataHash []byte, flags ctap2.AuthFlags, c *credential) (*ctap2.GetAssertionResponse, error) {
 	key, err := a.signer(c)
 	if err != nil {
@@ -137,6 +147,9 @@ func (a *Authenticator) assert(rpIDHash [32]byte, clientDataHash []byte, flags c
 	}
 	if c.stored != nil {
 		resp.User = &ctap2.UserEntity{ID: c.stored.User.ID}
+		if flags&ctap2.FlagUV != 0 {
+			resp.User.Name, resp.User.DisplayName = c.stored.User.Name, c.stored.User.DisplayName
+		}
 	}
 	return resp, nil
 }

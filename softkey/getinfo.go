@@ -17,11 +17,11 @@ const firmwareVersion = 1
 const maxCredentialIDLength = 128
 
 // buildInfo is computed once: getInfo answers never change while a softkey runs,
-// except remainingDiscoverableCredentials, which Info fills in per call.
+// except remainingDiscoverableCredentials and the PIN settings (clientPin,
+// alwaysUv, forcePINChange, minPINLength), which getInfo fills in per call.
 func (a *Authenticator) buildInfo() ctap2.Info {
 	info := ctap2.Info{
-		// FIDO_2_1 is claimed once clientPIN and credential management exist.
-		Versions: []string{"FIDO_2_0"},
+		Versions: []string{"FIDO_2_0"}, // staticPINInfo adds FIDO_2_1
 		AAGUID:   a.meta.AAGUID[:],
 		Options: map[string]bool{
 			"rk":   true,
@@ -37,6 +37,7 @@ func (a *Authenticator) buildInfo() ctap2.Info {
 	for _, alg := range a.cfg.Algorithms {
 		info.Algorithms = append(info.Algorithms, ctap2.CredentialParam{Type: ctap2.CredentialType, Alg: alg})
 	}
+	a.staticPINInfo(&info)
 	return info
 }
 
@@ -52,11 +53,15 @@ func (a *Authenticator) Info() (*ctap2.Info, error) {
 	info.Options = maps.Clone(info.Options)
 	info.Transports = slices.Clone(info.Transports)
 	info.Algorithms = slices.Clone(info.Algorithms)
+	info.PinUvAuthProtocols = slices.Clone(info.PinUvAuthProtocols)
 	return info, nil
 }
 
 func (a *Authenticator) getInfo(context.Context, *struct{}, func(byte)) (*ctap2.Info, error) {
 	info := a.info
+	if err := a.fillPINInfo(&info); err != nil {
+		return nil, err
+	}
 	n, err := a.st.CountCredentials()
 	if err != nil {
 		return nil, ctap2.ErrOther

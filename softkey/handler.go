@@ -49,6 +49,8 @@ func (a *Authenticator) handle(ctx context.Context, req []byte, status func(byte
 		return serve(ctx, a.reset, nil, status)
 	case ctap2.CmdSelection:
 		return serve(ctx, a.selection, nil, status)
+	case ctap2.CmdClientPIN:
+		return serve(ctx, a.clientPIN, params, status)
 	}
 	return nil, ctap2.ErrInvalidCommand
 }

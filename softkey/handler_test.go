@@ -33,7 +33,8 @@ func TestHandleCBORFraming(t *testing.T) {
 		{"empty request", nil, ctap2.ErrInvalidLength},
 		{"unknown command 0x55", []byte{0x55}, ctap2.ErrInvalidCommand},
 		{"unknown command with params", cmd(0x55, mc), ctap2.ErrInvalidCommand},
-		{"clientPIN (not offered)", cmd(ctap2.CmdClientPIN, unhex("a2 0101 0201")), ctap2.ErrInvalidCommand},
+		{"clientPIN getPINRetries", cmd(ctap2.CmdClientPIN, unhex("a2 0101 0201")), ctap2.StatusOK},
+		{"clientPIN without params", cmd(ctap2.CmdClientPIN, nil), ctap2.ErrMissingParameter},
 		{"credentialManagement (not offered)", cmd(ctap2.CmdCredentialManagement, nil), ctap2.ErrInvalidCommand},
 		{"credentialManagement prototype", cmd(ctap2.CmdCredentialMgmtPre, nil), ctap2.ErrInvalidCommand},
 		{"vendor command", []byte{0xbf}, ctap2.ErrInvalidCommand},
@@ -131,7 +132,7 @@ func TestGetInfo(t *testing.T) {
 	if up, _ := i.Option("up"); !up {
 		t.Error("option up is not true")
 	}
-	for _, o := range []string{"uv", "clientPin", "pinUvAuthToken", "ep", "credMgmt"} {
+	for _, o := range []string{"uv", "ep"} {
 		if _, present := i.Option(o); present {
 			t.Errorf("option %q is listed, but the softkey does not support it", o)
 		}

@@ -31,31 +31,42 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	case len(req.User.ID) == 0 || len(req.User.ID) > ctap2.MaxUserIDLength:
 		return nil, ctap2.ErrInvalidLength
 	}
-	// Step 1-2: pinUvAuthParam. The softkey has no PIN yet: the zero-length probe
-	// (CTAP 2.0 touch-to-select) gets a touch and PIN_NOT_SET, anything else names a
-	// protocol the softkey does not support.
-	if req.PinUvAuthParam != nil {
-		if len(req.PinUvAuthParam) == 0 {
-			if err := a.userPresence(ctx, req.RP.ID, status); err != nil {
-				return nil, err
-			}
-			return nil, ctap2.ErrPINNotSet
-		}
-		if req.PinUvAuthProtocol == 0 {
-			return nil, ctap2.ErrMissingParameter
-		}
-		return nil, ctap2.ErrInvalidParameter
+	if err := a.pinUvAuthProbe(ctx, req.PinUvAuthParam, req.PinUvAuthProtocol, req.RP.ID, status); err != nil {
+		return nil, err
 	}
 	alg, err := a.chooseAlgorithm(req.PubKeyCredParams)
 	if err != nil {
 		return nil, err
 	}
-	rk, err := a.checkOptions(req.Options, true)
+	rk, uv, err := a.checkOptions(req.Options, true, req.PinUvAuthParam != nil)
 	if err != nil {
 		return nil, err
 	}
+	s, err := a.settings()
+	if err != nil {
+		return nil, err
+	}
+	protected := uvProtected(a, s)
+	uvNotRequired := true // makeCredUvNotRqd
+	if s.AlwaysUV {       // step 5
+		uvNotRequired = false
+		if uv, err = a.alwaysUV(protected, req.PinUvAuthParam, uv); err != nil {
+			return nil, err
+		}
+	}
+	// Step 6: a protected authenticator makes discoverable credentials only for a
+	// verified user; non-discoverable ones need no UV (makeCredUvNotRqd).
+	if protected && !uv && req.PinUvAuthParam == nil && !(uvNotRequired && !rk) {
+		return nil, ctap2.ErrPUATRequired
+	}
 	if req.EnterpriseAttestation != 0 {
 		return nil, ctap2.ErrInvalidParameter // not supported (getInfo has no "ep")
+	}
+	// Step 8: the token or built-in UV.
+	verified, present, err := a.verifyUser(protected, req.PinUvAuthParam, req.PinUvAuthProtocol, req.ClientDataHash,
+		ctap2.PermMakeCredential, req.RP.ID, uv)
+	if err != nil {
+		return nil, err
 	}
 
 	rpIDHash := ctap2.RPIDHash(req.RP.ID)
@@ -67,15 +78,22 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		if c != nil {
 			// The touch is collected so a host cannot probe silently, then the answer
 			// is EXCLUDED whatever the user did (step 9).
-			if err := a.userPresence(ctx, req.RP.ID, status); errors.Is(err, ctap2.ErrKeepaliveCancel) {
-				return nil, err
+			if !present {
+				if err := a.userPresence(ctx, req.RP.ID, status); errors.Is(err, ctap2.ErrKeepaliveCancel) {
+					return nil, err
+				}
 			}
 			return nil, ctap2.ErrCredentialExcluded
 		}
 	}
-	if err := a.userPresence(ctx, req.RP.ID, status); err != nil {
-		return nil, err
+	// Step 10: the touch, unless built-in UV or the token's userPresent flag
+	// already stood for it; then the token cannot serve another mc/ga.
+	if !present {
+		if err := a.userPresence(ctx, req.RP.ID, status); err != nil {
+			return nil, err
+		}
 	}
+	a.pin.token.clearAfterPresence()
 	if rk {
 		if err := a.checkCapacity(rpIDHash, req.User.ID); err != nil {
 			return nil, err
@@ -105,7 +123,7 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	}
 	authData := (&ctap2.AuthData{
 		RPIDHash:  rpIDHash,
-		Flags:     ctap2.FlagUP,
+		Flags:     ctap2.FlagUP | verified,
 		SignCount: count,
 		Attested:  &ctap2.AttestedCredentialData{AAGUID: a.meta.AAGUID, CredentialID: credID, PublicKey: pub},
 	}).Marshal()
@@ -130,25 +148,30 @@ func (a *Authenticator) chooseAlgorithm(params []ctap2.CredentialParam) (ctap2.C
 	return 0, ctap2.ErrUnsupportedAlgorithm
 }
 
-// checkOptions applies the option rules of makeCredential (mc) or getAssertion and
-// returns rk. The softkey has no built-in UV yet, so uv=true is INVALID_OPTION.
-func (a *Authenticator) checkOptions(o *ctap2.Options, mc bool) (rk bool, err error) {
+// checkOptions applies the option rules of makeCredential (mc) or getAssertion
+// (steps 4 and 3) and returns rk and uv. uv is ignored when the request has a
+// pinUvAuthParam (withParam); uv=true needs configured built-in UV, else
+// INVALID_OPTION.
+func (a *Authenticator) checkOptions(o *ctap2.Options, mc, withParam bool) (rk, uv bool, err error) {
 	if o == nil {
-		return false, nil
+		return false, false, nil
 	}
-	if o.UV != nil && *o.UV {
-		return false, ctap2.ErrInvalidOption
+	if o.UV != nil && *o.UV && !withParam {
+		if !a.uvConfigured() {
+			return false, false, ctap2.ErrInvalidOption
+		}
+		uv = true
 	}
 	if mc {
 		if o.UP != nil && !*o.UP {
-			return false, ctap2.ErrInvalidOption
+			return false, false, ctap2.ErrInvalidOption
 		}
-		return o.RK != nil && *o.RK, nil
+		return o.RK != nil && *o.RK, uv, nil
 	}
 	if o.RK != nil {
-		return false, ctap2.ErrUnsupportedOption
+		return false, false, ctap2.ErrUnsupportedOption
 	}
-	return false, nil
+	return false, uv, nil
 }
 
 // checkCapacity refuses a new discoverable credential when the store is full,

@@ -21,7 +21,9 @@ func (a *Authenticator) Selection(ctx context.Context) error {
 }
 
 // reset wipes every credential and replaces the master secret, which invalidates
-// every sealed credential ID too. Like a USB key without a display it accepts the
+// every sealed credential ID too; the PIN, its retries and the configuration go
+// back to store.DefaultSettings, and the pinUvAuthToken and key agreement key are
+// replaced. Like a USB key without a display it accepts the
 // command only within ResetWindow of power-up (here: New), and only with a touch.
 // The signature counter is kept: moving it back could let an RP accept a replay.
 func (a *Authenticator) reset(ctx context.Context, _ *struct{}, status func(byte)) (*struct{}, error) {
@@ -46,6 +48,9 @@ func (a *Authenticator) reset(ctx context.Context, _ *struct{}, status func(byte
 	}
 	if err := a.st.SetMasterSecret(secret); err != nil {
 		return nil, ctap2.ErrOther
+	}
+	if err := a.resetPIN(); err != nil {
+		return nil, err
 	}
 	a.sealer = sealer
 	a.signers.clear()

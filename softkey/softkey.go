@@ -90,6 +90,9 @@ type Config struct {
 	Transports []string
 	// WinkFunc is called for CTAPHID_WINK, if set.
 	WinkFunc func()
+
+	// UV simulates built-in user verification; empty means UVNone (PIN only).
+	UV UVMode
 }
 
 const (
@@ -124,6 +127,7 @@ type Authenticator struct {
 	powerUp time.Time
 	next    *assertionQueue // getNextAssertion state, nil when none
 	info    ctap2.Info
+	pin     pinState // clientPIN state kept in memory (clientpin.go)
 }
 
 // New starts an authenticator on st, which it owns from now on: Close closes it.
@@ -184,6 +188,9 @@ func New(st store.Store, cfg Config) (*Authenticator, error) {
 		seed := sha256.Sum256(cfg.Seed)
 		a.rnd = mrand.NewChaCha8(seed)
 		a.signRand = nil
+	}
+	if err := a.initPIN(); err != nil {
+		return nil, err
 	}
 	var err error
 	if a.sealer, err = newCredentialSealer(meta.MasterSecret, a.rnd); err != nil {

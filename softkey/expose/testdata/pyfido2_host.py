@@ -111,8 +111,11 @@ def scenario_pin(version):
     check(pin.get_pin_retries()[0] == 8, "8 retries")
     pin.set_pin("1234")
     check(ctap.get_info().options["clientPin"], "clientPin true after setPIN")
+    perms = ClientPin.PERMISSION.MAKE_CREDENTIAL | ClientPin.PERMISSION.GET_ASSERTION
     try:
-        pin.get_pin_token("9999")
+        # With permissions: python-fido2 0.9 sends getPinUvAuthTokenUsingPinWithPermissions
+        # without its mandatory permissions otherwise (MISSING_PARAMETER on a 2.1 key).
+        pin.get_pin_token("9999", perms, RP["id"])
         raise AssertionError("wrong PIN accepted")
     except Exception as e:
         check(getattr(e, "code", None) == 0x31, "want PIN_INVALID, got %r" % e)
@@ -120,7 +123,6 @@ def scenario_pin(version):
     pin.change_pin("1234", "56789")
     check(pin.get_pin_retries()[0] == 8, "retries back to 8")
 
-    perms = ClientPin.PERMISSION.MAKE_CREDENTIAL | ClientPin.PERMISSION.GET_ASSERTION
     token = pin.get_pin_token("56789", perms, RP["id"])
     cdh = os.urandom(32)
     att = ctap.make_credential(
