@@ -227,9 +227,11 @@ func (a *Authenticator) Wink() {
 	}
 }
 
-// HandleMsg answers CTAPHID_MSG (U2F). The softkey does not speak U2F yet, so it
-// returns nil, which the CTAPHID server answers with ERR_INVALID_CMD.
-func (a *Authenticator) HandleMsg(context.Context, []byte, func(byte)) []byte { return nil }
+// HandleMsg answers CTAPHID_MSG (and raw U2F APDUs over NFC) with response data ||
+// SW1 SW2 (u2f.go).
+func (a *Authenticator) HandleMsg(_ context.Context, apdu []byte, _ func(byte)) []byte {
+	return a.handleMsg(apdu)
+}
 
 // begin takes the command lock, refusing work after Close.
 func (a *Authenticator) begin() error {

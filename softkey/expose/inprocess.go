@@ -13,9 +13,9 @@ import (
 	"github.com/ctapkit/ctapkit/transport/ctaphid"
 )
 
-// Device capabilities the softkey announces in CTAPHID_INIT. NMSG: it does not speak
-// U2F over CTAPHID_MSG yet.
-const softkeyCapabilities = ctaphid.CapWink | ctaphid.CapCBOR | ctaphid.CapNMSG
+// Device capabilities the softkey announces in CTAPHID_INIT: WINK, CBOR, and (no
+// NMSG) U2F over CTAPHID_MSG.
+const softkeyCapabilities = ctaphid.CapWink | ctaphid.CapCBOR
 
 // InProcessOptions configures InProcess.
 type InProcessOptions struct {
