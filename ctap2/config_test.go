@@ -22,17 +22,17 @@ func TestConfigRequests(t *testing.T) {
 	for _, tok := range []*PINToken{cmToken1, cmToken2} {
 		proto := fmt.Sprintf("%02x", tok.Protocol.Version())
 		c, d := scriptClient(t, info,
-			exchange{unhex("0d a3 01 01 03" + proto + "04" + paramHex(tok, configMsg(1, ""))), ok(nil)},
-			exchange{unhex("04"), ok(info)}, // the cached getInfo was dropped
-			exchange{unhex("0d a3 01 02 03" + proto + "04" + paramHex(tok, configMsg(2, ""))), ok(nil)},
-			exchange{unhex("04"), ok(info)},
-			exchange{unhex("0d a4 01 03 02" + minParams + "03" + proto + "04" + paramHex(tok, configMsg(3, h(minParams)))), ok(nil)},
-			exchange{unhex("04"), ok(info)},
+			exchange{unhex("0d a3 01 01 03" + proto + "04" + paramHex(tok, configMsg(1, ""))), okReply(nil)},
+			exchange{unhex("04"), okReply(info)}, // the cached getInfo was dropped
+			exchange{unhex("0d a3 01 02 03" + proto + "04" + paramHex(tok, configMsg(2, ""))), okReply(nil)},
+			exchange{unhex("04"), okReply(info)},
+			exchange{unhex("0d a4 01 03 02" + minParams + "03" + proto + "04" + paramHex(tok, configMsg(3, joinHex(minParams)))), okReply(nil)},
+			exchange{unhex("04"), okReply(info)},
 			// Nothing to change: no subCommandParams at all, and none authenticated.
-			exchange{unhex("0d a3 01 03 03" + proto + "04" + paramHex(tok, configMsg(3, ""))), ok(nil)},
-			exchange{unhex("04"), ok(info)},
+			exchange{unhex("0d a3 01 03 03" + proto + "04" + paramHex(tok, configMsg(3, ""))), okReply(nil)},
+			exchange{unhex("04"), okReply(info)},
 			// Only the RP list.
-			exchange{unhex("0d a4 01 03 02 a1 02 81 61 61 03" + proto + "04" + paramHex(tok, configMsg(3, "a1 02 81 61 61"))), ok(nil)})
+			exchange{unhex("0d a4 01 03 02 a1 02 81 61 61 03" + proto + "04" + paramHex(tok, configMsg(3, "a1 02 81 61 61"))), okReply(nil)})
 		if err := c.EnableEnterpriseAttestation(ctx, tok); err != nil {
 			t.Fatal(err)
 		}
@@ -57,11 +57,11 @@ func TestConfigWithoutToken(t *testing.T) {
 	ctx := context.Background()
 	info := infoReply(t, 0, "authnrCfg")
 	c, d := scriptClient(t, info,
-		exchange{unhex("0d a1 01 02"), ok(nil)},
-		exchange{unhex("04"), ok(info)},
-		exchange{unhex("0d a2 01 03 02 a1 01 08"), ok(nil)},
-		exchange{unhex("04"), ok(info)},
-		exchange{unhex("0d a1 01 01"), status(ErrPUATRequired)})
+		exchange{unhex("0d a1 01 02"), okReply(nil)},
+		exchange{unhex("04"), okReply(info)},
+		exchange{unhex("0d a2 01 03 02 a1 01 08"), okReply(nil)},
+		exchange{unhex("04"), okReply(info)},
+		exchange{unhex("0d a1 01 01"), statusReply(ErrPUATRequired)})
 	if err := c.ToggleAlwaysUV(ctx, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -242,7 +242,7 @@ func credentialFrom(r *CredMgmtResponse) (ResidentCredential, error) {
 	if r.CredProtect > 3 {
 		return ResidentCredential{}, fmt.Errorf("credProtect %d: %w", r.CredProtect, ErrMalformedResponse)
 	}
-	if r.LargeBlobKey != nil && len(r.LargeBlobKey) != 32 {
+	if r.LargeBlobKey != nil && len(r.LargeBlobKey) != LargeBlobKeySize {
 		return ResidentCredential{}, fmt.Errorf("largeBlobKey of %d bytes: %w", len(r.LargeBlobKey), ErrMalformedResponse)
 	}
 	return ResidentCredential{

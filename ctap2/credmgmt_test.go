@@ -63,9 +63,9 @@ func (d *scriptDevice) done() {
 }
 
 // ok is a successful reply with body (no body: a bare status byte).
-func ok(body []byte) []byte { return append([]byte{0}, body...) }
+func okReply(body []byte) []byte { return append([]byte{0}, body...) }
 
-func status(s StatusError) []byte { return []byte{byte(s)} }
+func statusReply(s StatusError) []byte { return []byte{byte(s)} }
 
 // infoReply is a getInfo reply body with these options and maxMsgSize (0: absent).
 func infoReply(t testing.TB, maxMsgSize uint, options ...string) []byte {
@@ -81,7 +81,7 @@ func infoReply(t testing.TB, maxMsgSize uint, options ...string) []byte {
 // follows script.
 func scriptClient(t testing.TB, infoBody []byte, script ...exchange) (*Client, *scriptDevice) {
 	t.Helper()
-	all := append([]exchange{{want: []byte{0x04}, reply: ok(infoBody)}}, script...)
+	all := append([]exchange{{want: []byte{0x04}, reply: okReply(infoBody)}}, script...)
 	d := &scriptDevice{t: t, script: all}
 	return NewClient(d), d
 }
@@ -112,7 +112,7 @@ func paramHex(tok *PINToken, msg []byte) string {
 	return "5820" + hex.EncodeToString(p)
 }
 
-func h(s string) string { return strings.Join(strings.Fields(s), "") }
+func joinHex(s string) string { return strings.Join(strings.Fields(s), "") }
 
 var (
 	hashA = bytes.Repeat([]byte{0xaa}, 32)
@@ -125,7 +125,7 @@ func TestCredsMetadata(t *testing.T) {
 		// a3 01 01 (getCredsMetadata) 03 <protocol> 04 <param over 0x01 alone>
 		want := unhex(fmt.Sprintf("0a a3 01 01 03 %02x 04", tok.Protocol.Version()) + paramHex(tok, []byte{0x01}))
 		c, d := scriptClient(t, infoReply(t, 0, "credMgmt"),
-			exchange{want, ok(mustCBOR(t, map[int]uint{1: 0, 2: 25}))})
+			exchange{want, okReply(mustCBOR(t, map[int]uint{1: 0, 2: 25}))})
 		md, err := c.CredsMetadata(context.Background(), tok)
 		if err != nil {
 			t.Fatal(err)
@@ -137,7 +137,7 @@ func TestCredsMetadata(t *testing.T) {
 	}
 	// Both counts are required.
 	for _, reply := range []map[int]uint{{2: 25}, {1: 1}} {
-		c, _ := scriptClient(t, infoReply(t, 0, "credMgmt"), exchange{nil, ok(mustCBOR(t, reply))})
+		c, _ := scriptClient(t, infoReply(t, 0, "credMgmt"), exchange{nil, okReply(mustCBOR(t, reply))})
 		if _, err := c.CredsMetadata(context.Background(), cmToken2); !errors.Is(err, ErrMalformedResponse) {
 			t.Errorf("reply %v: %v", reply, err)
 		}
@@ -149,7 +149,7 @@ func rpReply(t testing.TB, id string, hash []byte, total uint) []byte {
 	if total > 0 {
 		m[5] = total
 	}
-	return ok(mustCBOR(t, m))
+	return okReply(mustCBOR(t, m))
 }
 
 func TestEnumerateRPs(t *testing.T) {
@@ -158,7 +158,7 @@ func TestEnumerateRPs(t *testing.T) {
 	c, d := scriptClient(t, infoReply(t, 0, "credMgmt"),
 		exchange{begin, rpReply(t, "a.example", hashA, 3)},
 		exchange{next, rpReply(t, "b.example", hashB, 0)},
-		exchange{next, ok(mustCBOR(t, map[int]any{3: map[string]string{"id": "c.example", "name": "C"}, 4: hashC}))})
+		exchange{next, okReply(mustCBOR(t, map[int]any{3: map[string]string{"id": "c.example", "name": "C"}, 4: hashC}))})
 	rps, err := c.EnumerateRPs(context.Background(), cmToken2)
 	if err != nil {
 		t.Fatal(err)
@@ -178,19 +178,19 @@ func TestEnumerateRPsErrors(t *testing.T) {
 	ctx := context.Background()
 	info := infoReply(t, 0, "credMgmt")
 	// No RPs: NO_CREDENTIALS is an empty list.
-	c, d := scriptClient(t, info, exchange{nil, status(ErrNoCredentials)})
+	c, d := scriptClient(t, info, exchange{nil, statusReply(ErrNoCredentials)})
 	rps, err := c.EnumerateRPs(ctx, cmToken1)
 	if err != nil || rps == nil || len(rps) != 0 {
 		t.Errorf("no RPs: %v, %v", rps, err)
 	}
 	d.done()
 	// Other statuses are errors.
-	c, _ = scriptClient(t, info, exchange{nil, status(ErrPINAuthInvalid)})
+	c, _ = scriptClient(t, info, exchange{nil, statusReply(ErrPINAuthInvalid)})
 	if _, err := c.EnumerateRPs(ctx, cmToken1); !errors.Is(err, ErrPINAuthInvalid) {
 		t.Errorf("PIN_AUTH_INVALID: %v", err)
 	}
 	// A GetNext failing (e.g. NOT_ALLOWED after an interleaved command) fails the whole.
-	c, _ = scriptClient(t, info, exchange{nil, rpReply(t, "a", hashA, 2)}, exchange{nil, status(ErrNotAllowed)})
+	c, _ = scriptClient(t, info, exchange{nil, rpReply(t, "a", hashA, 2)}, exchange{nil, statusReply(ErrNotAllowed)})
 	if _, err := c.EnumerateRPs(ctx, cmToken1); !errors.Is(err, ErrNotAllowed) {
 		t.Errorf("GetNext NOT_ALLOWED: %v", err)
 	}
@@ -198,9 +198,9 @@ func TestEnumerateRPsErrors(t *testing.T) {
 	for name, reply := range map[string][]byte{
 		"no totalRPs":      rpReply(t, "a", hashA, 0),
 		"short hash":       rpReply(t, "a", hashA[:31], 1),
-		"no rp":            ok(mustCBOR(t, map[int]any{4: hashA, 5: 1})),
-		"non-canonical":    ok(unhex("a3 03 a1 62 6964 61 61 04 5820" + strings.Repeat("aa", 32) + " 05 1801")),
-		"wrong type of rp": ok(mustCBOR(t, map[int]any{3: "a", 4: hashA, 5: 1})),
+		"no rp":            okReply(mustCBOR(t, map[int]any{4: hashA, 5: 1})),
+		"non-canonical":    okReply(unhex("a3 03 a1 62 6964 61 61 04 5820" + strings.Repeat("aa", 32) + " 05 1801")),
+		"wrong type of rp": okReply(mustCBOR(t, map[int]any{3: "a", 4: hashA, 5: 1})),
 	} {
 		c, _ := scriptClient(t, info, exchange{nil, reply})
 		if _, err := c.EnumerateRPs(ctx, cmToken1); err == nil {
@@ -218,13 +218,13 @@ func credReply(t testing.TB, user UserEntity, id []byte, extra map[int]any) []by
 	for k, v := range extra {
 		m[k] = v
 	}
-	return ok(mustCBOR(t, m))
+	return okReply(mustCBOR(t, m))
 }
 
 func TestEnumerateCredentials(t *testing.T) {
 	// subCommandParams {1: rpIDHash}, sent and authenticated as the same bytes.
 	params := "a1 01 5820" + strings.Repeat("aa", 32)
-	begin := unhex("0a a4 01 04 02" + params + "03 01 04" + paramHex(cmToken1, unhex("04"+h(params))))
+	begin := unhex("0a a4 01 04 02" + params + "03 01 04" + paramHex(cmToken1, unhex("04"+joinHex(params))))
 	next := unhex("0a a1 01 05")
 	alice := UserEntity{ID: []byte{1}, Name: "alice", DisplayName: "Alice"}
 	bob := UserEntity{ID: []byte{2}, Name: "bob"}
@@ -257,7 +257,7 @@ func TestEnumerateCredentials(t *testing.T) {
 func TestEnumerateCredentialsErrors(t *testing.T) {
 	ctx := context.Background()
 	info := infoReply(t, 0, "credMgmt")
-	c, d := scriptClient(t, info, exchange{nil, status(ErrNoCredentials)})
+	c, d := scriptClient(t, info, exchange{nil, statusReply(ErrNoCredentials)})
 	creds, err := c.EnumerateCredentials(ctx, cmToken2, hashB)
 	if err != nil || creds == nil || len(creds) != 0 {
 		t.Errorf("no credentials: %v, %v", creds, err)
@@ -266,12 +266,12 @@ func TestEnumerateCredentialsErrors(t *testing.T) {
 	user := UserEntity{ID: []byte{1}}
 	for name, reply := range map[string][]byte{
 		"no total":          credReply(t, user, []byte{1}, nil),
-		"no public key":     ok(mustCBOR(t, map[int]any{6: user, 7: map[string]any{"type": "public-key", "id": []byte{1}}, 9: 1})),
-		"no user":           ok(mustCBOR(t, map[int]any{7: map[string]any{"type": "public-key", "id": []byte{1}}, 8: RawMessage{0xa0}, 9: 1})),
+		"no public key":     okReply(mustCBOR(t, map[int]any{6: user, 7: map[string]any{"type": "public-key", "id": []byte{1}}, 9: 1})),
+		"no user":           okReply(mustCBOR(t, map[int]any{7: map[string]any{"type": "public-key", "id": []byte{1}}, 8: RawMessage{0xa0}, 9: 1})),
 		"credProtect 4":     credReply(t, user, []byte{1}, map[int]any{9: 1, 10: 4}),
 		"short blob key":    credReply(t, user, []byte{1}, map[int]any{9: 1, 11: make([]byte, 31)}),
 		"empty credential":  credReply(t, user, []byte{}, map[int]any{9: 1}),
-		"status PUAT_REQ'D": status(ErrPUATRequired),
+		"status PUAT_REQ'D": statusReply(ErrPUATRequired),
 	} {
 		c, _ := scriptClient(t, info, exchange{nil, reply})
 		if _, err := c.EnumerateCredentials(ctx, cmToken2, hashB); err == nil {
@@ -293,9 +293,9 @@ func TestDeleteAndUpdateCredential(t *testing.T) {
 	del := "a1 02" + desc
 	upd := "a2 02" + desc + "03 a3 62 6964 41 07 64 6e616d65 63 626f62 6b 646973706c61794e616d65 63 426f62"
 	c, d := scriptClient(t, infoReply(t, 0, "credMgmt"),
-		exchange{unhex("0a a4 01 06 02" + del + "03 02 04" + paramHex(cmToken2, unhex("06"+h(del)))), ok(nil)},
-		exchange{unhex("0a a4 01 07 02" + upd + "03 01 04" + paramHex(cmToken1, unhex("07"+h(upd)))), ok(nil)},
-		exchange{nil, status(ErrNoCredentials)})
+		exchange{unhex("0a a4 01 06 02" + del + "03 02 04" + paramHex(cmToken2, unhex("06"+joinHex(del)))), okReply(nil)},
+		exchange{unhex("0a a4 01 07 02" + upd + "03 01 04" + paramHex(cmToken1, unhex("07"+joinHex(upd)))), okReply(nil)},
+		exchange{nil, statusReply(ErrNoCredentials)})
 	if err := c.DeleteCredential(ctx, cmToken2, id); err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestCredMgmtPrototype(t *testing.T) {
 
 	// credMgmt wins when both are listed.
 	c, d = scriptClient(t, infoReply(t, 0, "credentialMgmtPreview", "credMgmt"),
-		exchange{unhex("0a a3 01 01 03 01 04" + paramHex(cmToken1, []byte{0x01})), ok(mustCBOR(t, map[int]uint{1: 1, 2: 1}))})
+		exchange{unhex("0a a3 01 01 03 01 04" + paramHex(cmToken1, []byte{0x01})), okReply(mustCBOR(t, map[int]uint{1: 1, 2: 1}))})
 	if _, err := c.CredsMetadata(ctx, cmToken1); err != nil {
 		t.Fatal(err)
 	}
@@ -375,13 +375,17 @@ func TestCredMgmtAuthMessage(t *testing.T) {
 // decoded response re-encodes faithfully.
 func FuzzCredMgmtResponse(f *testing.F) {
 	user := UserEntity{ID: []byte{1}, Name: "a"}
-	f.Add(byte(0), ok(mustCBOR(f, map[int]uint{1: 0, 2: 25})))
+	f.Add(byte(0), okReply(mustCBOR(f, map[int]uint{1: 0, 2: 25})))
 	f.Add(byte(1), rpReply(f, "a.example", hashA, 2))
 	f.Add(byte(1), rpReply(f, "a.example", hashA, 9))
 	f.Add(byte(2), credReply(f, user, []byte{1}, map[int]any{9: 1, 10: 2, 11: hashA, 12: false}))
 	f.Add(byte(2), credReply(f, user, []byte{1}, map[int]any{9: 3}))
-	f.Add(byte(2), status(ErrNoCredentials))
+	f.Add(byte(2), statusReply(ErrNoCredentials))
 	f.Add(byte(1), []byte{})
+	// Duplicate keys inside the COSE key, which the struct keeps as raw bytes.
+	f.Add(byte(1), []byte("\x00\xa790080d0000j0000000000\b\xa5000000000010200070"))
+	// A non-canonical COSE key inside an otherwise canonical reply.
+	f.Add(byte(9), []byte("\x00\xa4\x06\xa280A0d0000A00\xa2900A0d0000j0000000000\b\xa50010207X 00000000000000000000000000000000 X\x1a0000000000000000000000000010"))
 	f.Fuzz(func(t *testing.T, which byte, reply []byte) {
 		// The device gives the same reply to at most 4 requests.
 		dev := new(fakeDevice)
@@ -392,7 +396,9 @@ func FuzzCredMgmtResponse(f *testing.F) {
 		c.info = &Info{Versions: []string{"FIDO_2_1"}, AAGUID: make([]byte, 16), Options: map[string]bool{"credMgmt": true}}
 		ctx := context.Background()
 		var first CredMgmtResponse
-		decoded := len(reply) > 1 && reply[0] == 0 && Unmarshal(reply[1:], &first) == nil
+		// Decoded as the Client does: only canonical bodies (checked generically, so
+		// raw parts such as the COSE key too), then into the struct.
+		decoded := len(reply) > 1 && reply[0] == 0 && CheckCanonical(reply[1:]) == nil && Unmarshal(reply[1:], &first) == nil
 		switch which % 3 {
 		case 0:
 			md, err := c.CredsMetadata(ctx, cmToken2)
