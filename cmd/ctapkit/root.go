@@ -111,6 +111,7 @@ soft:mem (an ephemeral softkey), hid:/dev/hidrawN, pcsc:READER, udp:HOST:PORT.`,
 		a.makeCredentialCommand(),
 		a.getAssertionCommand(),
 		a.resetCommand(),
+		a.pinCommand(),
 		a.softkeyCommand(),
 	)
 	return root

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ctapkit/ctapkit/ctap2"
+)
+
+// errNoPIN: the command needs user verification but the key has neither a PIN
+// nor built-in UV.
+var errNoPIN = errors.New("this key has no PIN: set one first with 'ctapkit pin set'")
+
+// authorize gets a pinUvAuthToken with perms (bound to rpID when given): by
+// built-in UV when the key offers it for tokens, else with the PIN from --pin,
+// CTAPKIT_PIN or a prompt. It returns nil when the key has no PIN and no UV, in
+// which case callers that can go on without a token do so and the others fail
+// with errNoPIN.
+func (a *app) authorize(ctx context.Context, s *session, perms ctap2.Permission, rpID string, pf *pinFlag) (*ctap2.PINToken, error) {
+	info, err := s.client.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	uv, _ := info.Option("uv")
+	uvTokens, _ := info.Option("pinUvAuthToken")
+	if uv && uvTokens && (pf == nil || pf.value == "") {
+		tok, err := s.client.UVToken(ctx, perms, rpID)
+		if err == nil || !errors.Is(err, ctap2.ErrUVBlocked) {
+			return tok, wrapAuth(err)
+		}
+		// UV is blocked: fall back to the PIN, as platforms do.
+	}
+	if pinSet, _ := info.Option("clientPin"); !pinSet {
+		return nil, nil
+	}
+	pin, err := a.currentPIN(pf)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := s.client.PINToken(ctx, pin, perms, rpID)
+	return tok, wrapAuth(err)
+}
+
+func wrapAuth(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("verifying the user: %w", err)
+}
+
+// requireToken is authorize for commands that cannot run without a token.
+func (a *app) requireToken(ctx context.Context, s *session, perms ctap2.Permission, rpID string, pf *pinFlag) (*ctap2.PINToken, error) {
+	tok, err := a.authorize(ctx, s, perms, rpID, pf)
+	if err == nil && tok == nil {
+		err = errNoPIN
+	}
+	return tok, err
+}
