@@ -16,6 +16,9 @@ type credential struct {
 	alg    ctap2.COSEAlgorithm
 	raw    []byte            // sealed credentials
 	stored *store.Credential // resident credentials
+	// sealed is the extension data of a sealed credential (resident credentials
+	// keep theirs in stored: CredProtect and Extra).
+	sealed sealedExtensions
 	// cacheKey names the credential in the signer cache: rpIdHash || ID for sealed
 	// credentials (an ID opens only for its RP), the ID for resident ones.
 	cacheKey string
@@ -30,16 +33,16 @@ func (a *Authenticator) lookup(rpIDHash [32]byte, d ctap2.CredentialDescriptor) 
 		return nil, nil
 	}
 	switch d.ID[0] {
-	case credIDSealed:
+	case credIDSealed, credIDSealedExt:
 		cacheKey := string(rpIDHash[:]) + string(d.ID)
 		if e, ok := a.signers.get(cacheKey); ok {
-			return &credential{id: d.ID, alg: e.alg, cacheKey: cacheKey}, nil
+			return &credential{id: d.ID, alg: e.alg, sealed: e.sealed, cacheKey: cacheKey}, nil
 		}
-		alg, raw, ok := a.sealer.open(rpIDHash, d.ID)
+		alg, raw, ext, ok := a.sealer.open(rpIDHash, d.ID)
 		if !ok || !canGenerate(alg) {
 			return nil, nil
 		}
-		return &credential{id: d.ID, alg: alg, raw: raw, cacheKey: cacheKey}, nil
+		return &credential{id: d.ID, alg: alg, raw: raw, sealed: ext, cacheKey: cacheKey}, nil
 	case credIDResident:
 		c, err := a.st.Credential(d.ID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -71,7 +74,7 @@ func (a *Authenticator) signer(c *credential) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.signers.put(c.cacheKey, signerEntry{alg: c.alg, key: key})
+	a.signers.put(c.cacheKey, signerEntry{alg: c.alg, key: key, sealed: c.sealed})
 	return key, nil
 }
 
@@ -96,6 +99,9 @@ const signerCacheSize = 256
 type signerEntry struct {
 	alg ctap2.COSEAlgorithm
 	key crypto.Signer
+	// sealed is what the sealed ID carries besides the key, so a cached sealed
+	// credential keeps its credProtect level, hmac-secret and credBlob.
+	sealed sealedExtensions
 }
 
 // signerCache holds recently used parsed keys, evicting the oldest insertion. It is

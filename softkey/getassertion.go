@@ -12,6 +12,7 @@ type assertionQueue struct {
 	rpIDHash       [32]byte
 	clientDataHash []byte
 	flags          ctap2.AuthFlags
+	ext            *gaExtensions
 	remaining      []*credential
 	last           time.Time
 }
@@ -34,6 +35,10 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 	case len(req.ClientDataHash) != 32:
 		return nil, ctap2.ErrInvalidParameter
 	}
+	ext, err := parseGAExtensions(req.Extensions) // malformed inputs fail like decoding
+	if err != nil {
+		return nil, err
+	}
 	if err := a.pinUvAuthProbe(ctx, req.PinUvAuthParam, req.PinUvAuthProtocol, req.RPID, status); err != nil {
 		return nil, err
 	}
@@ -42,6 +47,9 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		return nil, err
 	}
 	up := req.Options == nil || req.Options.UP == nil || *req.Options.UP
+	if ext.hmacSecret != nil && !up {
+		return nil, ctap2.ErrUnsupportedOption // hmac-secret needs user presence (§12.5)
+	}
 	s, err := a.settings()
 	if err != nil {
 		return nil, err
@@ -59,7 +67,11 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		return nil, err
 	}
 
+	// Step 6: the candidates, without those credProtect hides: level 3 without UV,
+	// level 2 without UV unless listed. A hidden credential is answered exactly like
+	// an unknown one.
 	rpIDHash := ctap2.RPIDHash(req.RPID)
+	verified := flags&ctap2.FlagUV != 0
 	var candidates []*credential
 	if len(req.AllowList) > 0 {
 		for _, d := range req.AllowList {
@@ -67,7 +79,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 			if err != nil {
 				return nil, err
 			}
-			if c != nil {
+			if c != nil && c.usable(verified, true) {
 				candidates = append(candidates, c)
 				break // with an allowList one match is enough; no getNextAssertion
 			}
@@ -78,7 +90,9 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 			return nil, ctap2.ErrOther
 		}
 		for _, c := range stored {
-			candidates = append(candidates, residentCredential(c))
+			if rc := residentCredential(c); rc.usable(verified, false) {
+				candidates = append(candidates, rc)
+			}
 		}
 	}
 	if len(candidates) == 0 {
@@ -94,7 +108,12 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		flags |= ctap2.FlagUP
 		a.pin.token.clearAfterPresence() // step 7: the token served its one mc/ga
 	}
-	resp, err := a.assert(rpIDHash, req.ClientDataHash, flags, candidates[0])
+	if ext.hmacSecret != nil { // extensions (step 11): the salts serve every credential
+		if ext.salts, err = a.openSalts(ext.hmacSecret); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := a.assert(rpIDHash, req.ClientDataHash, flags, ext, candidates[0])
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +123,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 			rpIDHash:       rpIDHash,
 			clientDataHash: req.ClientDataHash,
 			flags:          flags,
+			ext:            ext,
 			remaining:      candidates[1:],
 			last:           a.cfg.Now(),
 		}
@@ -120,22 +140,27 @@ func (a *Authenticator) getNextAssertion(context.Context, *struct{}, func(byte))
 	c := q.remaining[0]
 	q.remaining = q.remaining[1:]
 	q.last = a.cfg.Now()
-	return a.assert(q.rpIDHash, q.clientDataHash, q.flags, c)
+	return a.assert(q.rpIDHash, q.clientDataHash, q.flags, q.ext, c)
 }
 
 // assert signs authData || clientDataHash with c and builds the response. The user
 // entity of a resident credential carries only its ID unless the user was verified
 // (flags has UV): name and displayName are personal data (CTAP 2.1 §6.2.2 step 12).
-func (a *Authenticator) assert(rpIDHash [32]byte, clientDataHash []byte, flags ctap2.AuthFlags, c *credential) (*ctap2.GetAssertionResponse, error) {
+// ext (nil: none) adds the credential's extension outputs and largeBlobKey.
+func (a *Authenticator) assert(rpIDHash [32]byte, clientDataHash []byte, flags ctap2.AuthFlags, ext *gaExtensions, c *credential) (*ctap2.GetAssertionResponse, error) {
 	key, err := a.signer(c)
 	if err != nil {
 		return nil, ctap2.ErrOther
+	}
+	outputs, err := a.gaOutputs(ext, c, flags&ctap2.FlagUV != 0)
+	if err != nil {
+		return nil, err
 	}
 	count, err := a.counter.next()
 	if err != nil {
 		return nil, ctap2.ErrOther
 	}
-	authData := (&ctap2.AuthData{RPIDHash: rpIDHash, Flags: flags, SignCount: count}).Marshal()
+	authData := (&ctap2.AuthData{RPIDHash: rpIDHash, Flags: flags, SignCount: count, Extensions: outputs}).Marshal()
 	sig, err := ctap2.Sign(c.alg, key, concat(authData, clientDataHash), a.signRand)
 	if err != nil {
 		return nil, ctap2.ErrOther
@@ -144,6 +169,9 @@ func (a *Authenticator) assert(rpIDHash [32]byte, clientDataHash []byte, flags c
 		Credential: &ctap2.CredentialDescriptor{Type: ctap2.CredentialType, ID: c.id},
 		AuthData:   authData,
 		Signature:  sig,
+	}
+	if ext != nil && ext.largeBlobKey {
+		resp.LargeBlobKey = a.largeBlobKeyOf(c.stored)
 	}
 	if c.stored != nil {
 		resp.User = &ctap2.UserEntity{ID: c.stored.User.ID}

@@ -13,7 +13,8 @@ import (
 const firmwareVersion = 1
 
 // maxCredentialIDLength is advertised in getInfo: above the longest ID the softkey
-// makes (a sealed P-384 key, 79 bytes), so hosts never drop its IDs.
+// makes (a sealed P-384 key with extension data and a full credBlob, 116 bytes), so
+// hosts never drop its IDs.
 const maxCredentialIDLength = 128
 
 // buildInfo is computed once: getInfo answers never change while a softkey runs,
@@ -21,8 +22,9 @@ const maxCredentialIDLength = 128
 // alwaysUv, forcePINChange, minPINLength), which getInfo fills in per call.
 func (a *Authenticator) buildInfo() ctap2.Info {
 	info := ctap2.Info{
-		Versions: []string{"FIDO_2_0"}, // staticPINInfo adds FIDO_2_1
-		AAGUID:   a.meta.AAGUID[:],
+		Versions:   []string{"FIDO_2_0"}, // staticPINInfo adds FIDO_2_1
+		Extensions: slices.Clone(supportedExtensions),
+		AAGUID:     a.meta.AAGUID[:],
 		Options: map[string]bool{
 			"rk":   true,
 			"up":   true,
@@ -33,6 +35,7 @@ func (a *Authenticator) buildInfo() ctap2.Info {
 		MaxCredentialIDLength:    maxCredentialIDLength,
 		Transports:               a.cfg.Transports,
 		FirmwareVersion:          firmwareVersion,
+		MaxCredBlobLength:        maxCredBlobLength,
 	}
 	for _, alg := range a.cfg.Algorithms {
 		info.Algorithms = append(info.Algorithms, ctap2.CredentialParam{Type: ctap2.CredentialType, Alg: alg})
@@ -49,6 +52,7 @@ func (a *Authenticator) Info() (*ctap2.Info, error) {
 		return nil, err
 	}
 	info.Versions = slices.Clone(info.Versions)
+	info.Extensions = slices.Clone(info.Extensions)
 	info.AAGUID = slices.Clone(info.AAGUID)
 	info.Options = maps.Clone(info.Options)
 	info.Transports = slices.Clone(info.Transports)

@@ -31,6 +31,10 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	case len(req.User.ID) == 0 || len(req.User.ID) > ctap2.MaxUserIDLength:
 		return nil, ctap2.ErrInvalidLength
 	}
+	ext, err := parseMCExtensions(req.Extensions) // malformed inputs fail like decoding
+	if err != nil {
+		return nil, err
+	}
 	if err := a.pinUvAuthProbe(ctx, req.PinUvAuthParam, req.PinUvAuthProtocol, req.RP.ID, status); err != nil {
 		return nil, err
 	}
@@ -75,7 +79,8 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		if err != nil {
 			return nil, err
 		}
-		if c != nil {
+		// credProtect 3 credentials are invisible here without UV (§12.1).
+		if c != nil && c.usable(verified&ctap2.FlagUV != 0, true) {
 			// The touch is collected so a host cannot probe silently, then the answer
 			// is EXCLUDED whatever the user did (step 9).
 			if !present {
@@ -99,6 +104,11 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 			return nil, err
 		}
 	}
+	// Step 11, before anything is stored: a bad hmac-secret-mc input fails here.
+	newExt, err := a.processMCExtensions(ext, req.RP.ID, rk, s)
+	if err != nil {
+		return nil, err
+	}
 
 	key, err := ctap2.GenerateKey(alg, a.rnd)
 	if err != nil {
@@ -106,9 +116,9 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	}
 	var credID []byte
 	if rk {
-		credID, err = a.storeResident(req, rpIDHash, alg, key)
+		credID, err = a.storeResident(req, rpIDHash, alg, key, newExt)
 	} else {
-		credID, err = a.sealKey(rpIDHash, alg, key)
+		credID, err = a.sealKeyWith(rpIDHash, alg, key, newExt.sealed())
 	}
 	if err != nil {
 		return nil, err
@@ -117,21 +127,26 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if err != nil {
 		return nil, ctap2.ErrOther
 	}
+	outputs, err := a.mcOutputs(newExt, credID, verified&ctap2.FlagUV != 0)
+	if err != nil {
+		return nil, err
+	}
 	count, err := a.counter.next()
 	if err != nil {
 		return nil, ctap2.ErrOther
 	}
 	authData := (&ctap2.AuthData{
-		RPIDHash:  rpIDHash,
-		Flags:     ctap2.FlagUP | verified,
-		SignCount: count,
-		Attested:  &ctap2.AttestedCredentialData{AAGUID: a.meta.AAGUID, CredentialID: credID, PublicKey: pub},
+		RPIDHash:   rpIDHash,
+		Flags:      ctap2.FlagUP | verified,
+		SignCount:  count,
+		Attested:   &ctap2.AttestedCredentialData{AAGUID: a.meta.AAGUID, CredentialID: credID, PublicKey: pub},
+		Extensions: outputs,
 	}).Marshal()
 	format, attStmt, err := a.attest(alg, key, authData, req.ClientDataHash)
 	if err != nil {
 		return nil, err
 	}
-	return &ctap2.MakeCredentialResponse{Fmt: format, AuthData: authData, AttStmt: attStmt}, nil
+	return &ctap2.MakeCredentialResponse{Fmt: format, AuthData: authData, AttStmt: attStmt, LargeBlobKey: newExt.largeBlobKey}, nil
 }
 
 // chooseAlgorithm picks the first entry of the RP's list the softkey can make
@@ -198,11 +213,16 @@ func (a *Authenticator) checkCapacity(rpIDHash [32]byte, userID []byte) error {
 
 // sealKey makes the ID of a non-resident credential: its key, sealed to the RP.
 func (a *Authenticator) sealKey(rpIDHash [32]byte, alg ctap2.COSEAlgorithm, key crypto.Signer) ([]byte, error) {
+	return a.sealKeyWith(rpIDHash, alg, key, sealedExtensions{})
+}
+
+// sealKeyWith is sealKey for a credential with extension data.
+func (a *Authenticator) sealKeyWith(rpIDHash [32]byte, alg ctap2.COSEAlgorithm, key crypto.Signer, ext sealedExtensions) ([]byte, error) {
 	raw, err := rawPrivateKey(key)
 	if err != nil {
 		return nil, ctap2.ErrOther
 	}
-	id, err := a.sealer.seal(rpIDHash, alg, raw)
+	id, err := a.sealer.seal(rpIDHash, alg, raw, ext)
 	if err != nil {
 		return nil, ctap2.ErrOther
 	}
@@ -211,7 +231,7 @@ func (a *Authenticator) sealKey(rpIDHash [32]byte, alg ctap2.COSEAlgorithm, key 
 
 // storeResident saves a discoverable credential under a random handle. The write
 // is durable before the reply leaves, so an acknowledged passkey survives a crash.
-func (a *Authenticator) storeResident(req *ctap2.MakeCredentialRequest, rpIDHash [32]byte, alg ctap2.COSEAlgorithm, key crypto.Signer) ([]byte, error) {
+func (a *Authenticator) storeResident(req *ctap2.MakeCredentialRequest, rpIDHash [32]byte, alg ctap2.COSEAlgorithm, key crypto.Signer, ext *newCredExtensions) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, ctap2.ErrOther
@@ -231,6 +251,7 @@ func (a *Authenticator) storeResident(req *ctap2.MakeCredentialRequest, rpIDHash
 		PrivateKey: der,
 		Created:    a.cfg.Now().UTC(),
 	}
+	ext.apply(c)
 	if err := a.st.PutCredential(c); err != nil {
 		return nil, ctap2.ErrOther
 	}

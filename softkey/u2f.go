@@ -166,15 +166,15 @@ func (a *Authenticator) u2fAuthenticate(p1 byte, data []byte) ([]byte, ctap1.Sta
 
 // u2fCredential finds the credential a key handle names for an application: any
 // ES256 credential of this softkey for rpIdHash = application, sealed or resident.
-// Credentials of other algorithms cannot answer U2F; resident ones with credProtect
-// level 3 need user verification, which U2F cannot give, so they stay invisible
-// (not even check-only reveals them).
+// Credentials of other algorithms cannot answer U2F; those with credProtect level 3
+// (resident or sealed) need user verification, which U2F cannot give, so they stay
+// invisible (not even check-only reveals them).
 func (a *Authenticator) u2fCredential(app [32]byte, keyHandle []byte) (*credential, error) {
 	c, err := a.lookup(app, ctap2.CredentialDescriptor{Type: ctap2.CredentialType, ID: keyHandle})
 	if err != nil || c == nil {
 		return nil, err
 	}
-	if c.alg != ctap2.AlgES256 || (c.stored != nil && c.stored.CredProtect >= 3) {
+	if c.alg != ctap2.AlgES256 || !c.usable(false, true) {
 		return nil, nil
 	}
 	return c, nil
