@@ -57,3 +57,61 @@ func (a *app) requireToken(ctx context.Context, s *session, perms ctap2.Permissi
 	}
 	return tok, err
 }
+
+// verified runs a makeCredential or getAssertion with the user verification the
+// flags and the key ask for. With --uv a pinUvAuthToken (PIN or built-in UV)
+// protects the request, or, on a key that has built-in UV but no tokens (CTAP
+// 2.0), the uv option does. Without --uv the request goes as it is, and is
+// repeated with a token when the key answers PUAT_REQUIRED: a key with a PIN wants
+// one for discoverable credentials and under alwaysUv.
+type verified struct {
+	perm     ctap2.Permission
+	rpID     string
+	cdh      []byte
+	wantUV   bool
+	pin      *pinFlag
+	options  **ctap2.Options
+	setParam func(param []byte, protocol uint)
+}
+
+func (a *app) runVerified(ctx context.Context, s *session, v verified, call func() error) error {
+	protect := func() error {
+		tok, err := a.authorize(ctx, s, v.perm, v.rpID, v.pin)
+		if err != nil {
+			return err
+		}
+		if tok == nil {
+			if v.wantUV {
+				return usageErrorf("--uv: this key has no PIN and no built-in user verification")
+			}
+			return errNoPIN
+		}
+		v.setParam(tok.Param(v.cdh), tok.Protocol.Version())
+		if *v.options != nil {
+			(*v.options).UV = nil // the token carries the verification
+		}
+		return nil
+	}
+	if v.wantUV {
+		info, err := s.client.Info(ctx)
+		if err != nil {
+			return err
+		}
+		uv, _ := info.Option("uv")
+		tokens, _ := info.Option("pinUvAuthToken")
+		pinSet, _ := info.Option("clientPin")
+		if !(uv && !tokens && !pinSet) {
+			if err := protect(); err != nil {
+				return err
+			}
+		}
+	}
+	err := call()
+	if !v.wantUV && errors.Is(err, ctap2.ErrPUATRequired) {
+		if perr := protect(); perr != nil {
+			return perr
+		}
+		err = call()
+	}
+	return err
+}

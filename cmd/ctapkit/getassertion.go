@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 
@@ -11,10 +14,14 @@ import (
 )
 
 type getAssertionOptions struct {
-	rp         string
-	creds      []string
-	uv, up     bool
-	clientData clientDataFlags
+	rp           string
+	creds        []string
+	uv, up       bool
+	clientData   clientDataFlags
+	pin          pinFlag
+	hmacSalts    []string
+	credBlob     bool
+	largeBlobKey bool
 }
 
 func (a *app) getAssertionCommand() *cobra.Command {
@@ -37,6 +44,10 @@ authenticatorGetNextAssertion). Each signature is over authData || clientDataHas
 	f.BoolVar(&o.up, "up", true, "require user presence (--up=false: silent assertion, no touch)")
 	f.StringVar(&o.clientData.hashHex, "client-data-hash", "", "clientDataHash as 64 hex digits")
 	f.StringVar(&o.clientData.challenge, "challenge", "", "challenge (base64url) for a browser-style clientDataJSON")
+	f.StringVar(&o.pin.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	f.StringSliceVar(&o.hmacSalts, "hmac-salt", nil, "extension hmac-secret: one or two 32-byte salts as hex (SALT1[,SALT2])")
+	f.BoolVar(&o.credBlob, "cred-blob", false, "extension credBlob: return the blob stored with the credential")
+	f.BoolVar(&o.largeBlobKey, "large-blob-key", false, "extension largeBlobKey: return the credential's large-blob key")
 	_ = c.MarkFlagRequired("rp")
 	return c
 }
@@ -54,6 +65,14 @@ func (o *getAssertionOptions) buildRequest() (*ctap2.GetAssertionRequest, []byte
 		return nil, nil, err
 	}
 	req := &ctap2.GetAssertionRequest{RPID: o.rp, ClientDataHash: hash, AllowList: allow}
+	if len(o.hmacSalts) > 2 {
+		return nil, nil, usageErrorf("--hmac-salt: at most two salts")
+	}
+	for _, salt := range o.hmacSalts {
+		if b, err := hex.DecodeString(salt); err != nil || len(b) != 32 {
+			return nil, nil, usageErrorf("--hmac-salt: want 64 hex digits (32 bytes), got %q", salt)
+		}
+	}
 	if o.uv || !o.up {
 		req.Options = &ctap2.Options{}
 		if o.uv {
@@ -80,6 +99,9 @@ type assertionJSON struct {
 	Flags        flagsJSON `json:"flags"`
 	User         *userJSON `json:"user"`
 	Extensions   any       `json:"extensions"`
+	// HMACSecret holds the decrypted hmac-secret outputs for --hmac-salt.
+	HMACSecret   *hmacSecretJSON `json:"hmacSecret,omitempty"`
+	LargeBlobKey string          `json:"largeBlobKey,omitempty"`
 
 	flags ctap2.AuthFlags
 }
@@ -101,8 +123,27 @@ func (a *app) runGetAssertion(cmd *cobra.Command, o *getAssertionOptions) error 
 		return err
 	}
 	defer done()
-	results, opErr := s.client.GetAssertions(ctx, req)
+	hmac, err := o.addExtensions(ctx, s, req)
+	if err != nil {
+		return err
+	}
+	var results []*ctap2.GetAssertionResponse
+	var opErr error
+	err = a.runVerified(ctx, s, verified{
+		perm: ctap2.PermGetAssertion, rpID: req.RPID, cdh: req.ClientDataHash, wantUV: o.uv, pin: &o.pin,
+		options:  &req.Options,
+		setParam: func(p []byte, v uint) { req.PinUvAuthParam, req.PinUvAuthProtocol = p, v },
+	}, func() error {
+		results, opErr = s.client.GetAssertions(ctx, req)
+		if len(results) == 0 {
+			return opErr
+		}
+		return nil
+	})
 	s.notice.stop()
+	if err != nil {
+		return fmt.Errorf("get-assertion: %w", err)
+	}
 	if len(results) == 0 {
 		return fmt.Errorf("get-assertion: %w", opErr)
 	}
@@ -123,6 +164,14 @@ func (a *app) runGetAssertion(cmd *cobra.Command, o *getAssertionOptions) error 
 			Flags:        newFlagsJSON(ad.Flags),
 			Extensions:   extensionsJSON(ad.Extensions),
 			flags:        ad.Flags,
+		}
+		if len(r.LargeBlobKey) > 0 {
+			aj.LargeBlobKey = b64(r.LargeBlobKey)
+		}
+		if hmac != nil {
+			if aj.HMACSecret, err = hmacOutputs(hmac, ad.Extensions); err != nil {
+				return fmt.Errorf("get-assertion: %w", err)
+			}
 		}
 		if r.User != nil {
 			aj.User = &userJSON{ID: b64(r.User.ID), Name: r.User.Name, DisplayName: r.User.DisplayName}
@@ -170,4 +219,54 @@ func writeGetAssertionHuman(w io.Writer, o *getAssertionJSON) error {
 		}
 	}
 	return nil
+}
+
+type hmacSecretJSON struct {
+	Output1 string `json:"output1"`
+	Output2 string `json:"output2,omitempty"`
+}
+
+// addExtensions puts the requested extensions into req. hmac-secret needs a key
+// agreement with the key first; the returned HMACSecret decrypts its outputs.
+func (o *getAssertionOptions) addExtensions(ctx context.Context, s *session, req *ctap2.GetAssertionRequest) (*ctap2.HMACSecret, error) {
+	ext := ctap2.GetAssertionExtensions{CredBlob: o.credBlob, LargeBlobKey: o.largeBlobKey}
+	var hmac *ctap2.HMACSecret
+	if len(o.hmacSalts) > 0 {
+		var salts [2][]byte
+		for i, salt := range o.hmacSalts {
+			salts[i], _ = hex.DecodeString(salt) // checked in buildRequest
+		}
+		var err error
+		if hmac, err = s.client.NewHMACSecret(ctx); err != nil {
+			return nil, fmt.Errorf("get-assertion: hmac-secret: %w", err)
+		}
+		if ext.HMACSecret, err = hmac.Input(salts[0], salts[1]); err != nil {
+			return nil, fmt.Errorf("get-assertion: hmac-secret: %w", err)
+		}
+	}
+	var err error
+	if req.Extensions, err = ext.Map(); err != nil {
+		return nil, &usageError{err}
+	}
+	return hmac, nil
+}
+
+// hmacOutputs decrypts the hmac-secret output of one assertion.
+func hmacOutputs(h *ctap2.HMACSecret, ext []byte) (*hmacSecretJSON, error) {
+	outs, err := ctap2.ParseExtensionOutputs(ext)
+	if err != nil {
+		return nil, err
+	}
+	if len(outs.HMACSecretOutput) == 0 {
+		return nil, errors.New("the key returned no hmac-secret output (was the credential made with --hmac-secret?)")
+	}
+	o1, o2, err := h.Outputs(outs.HMACSecretOutput)
+	if err != nil {
+		return nil, fmt.Errorf("hmac-secret: %w", err)
+	}
+	out := &hmacSecretJSON{Output1: b64(o1)}
+	if o2 != nil {
+		out.Output2 = b64(o2)
+	}
+	return out, nil
 }

@@ -21,6 +21,17 @@ type makeCredentialOptions struct {
 	exclude      []string
 	clientData   clientDataFlags
 	attestation  string
+	pin          pinFlag
+	ext          makeCredentialExtFlags
+}
+
+// makeCredentialExtFlags are the extension flags of make-credential.
+type makeCredentialExtFlags struct {
+	hmacSecret   bool
+	credProtect  uint
+	credBlob     string
+	largeBlobKey bool
+	minPINLength bool
 }
 
 func (a *app) makeCredentialCommand() *cobra.Command {
@@ -49,6 +60,12 @@ user again with --rk replaces the resident credential, as it would for one accou
 	f.StringVar(&o.clientData.hashHex, "client-data-hash", "", "clientDataHash as 64 hex digits")
 	f.StringVar(&o.clientData.challenge, "challenge", "", "challenge (base64url) for a browser-style clientDataJSON")
 	f.StringVar(&o.attestation, "attestation", "direct", "attestation conveyance: direct, none or enterprise")
+	f.StringVar(&o.pin.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	f.BoolVar(&o.ext.hmacSecret, "hmac-secret", false, "extension hmac-secret: give the credential a PRF secret")
+	f.UintVar(&o.ext.credProtect, "cred-protect", 0, "extension credProtect: 1 (UV optional), 2 (UV or credential ID needed), 3 (UV required)")
+	f.StringVar(&o.ext.credBlob, "cred-blob", "", "extension credBlob: bytes (hex) stored with the credential")
+	f.BoolVar(&o.ext.largeBlobKey, "large-blob-key", false, "extension largeBlobKey: a key for this credential's large blob (needs --rk)")
+	f.BoolVar(&o.ext.minPINLength, "min-pin-length", false, "extension minPinLength: ask for the key's minimum PIN length (if this RP may read it)")
 	_ = c.MarkFlagRequired("rp")
 	_ = c.MarkFlagRequired("user")
 	return c
@@ -107,6 +124,26 @@ func (o *makeCredentialOptions) buildRequest() (*ctap2.MakeCredentialRequest, []
 			req.Options.UV = ctap2.Bool(true)
 		}
 	}
+	ext := ctap2.MakeCredentialExtensions{
+		CredProtect:  o.ext.credProtect,
+		HMACSecret:   o.ext.hmacSecret,
+		LargeBlobKey: o.ext.largeBlobKey,
+		MinPINLength: o.ext.minPINLength,
+	}
+	if o.ext.credProtect > 3 {
+		return nil, nil, usageErrorf("--cred-protect: want 1, 2 or 3, got %d", o.ext.credProtect)
+	}
+	if o.ext.largeBlobKey && !o.rk {
+		return nil, nil, usageErrorf("--large-blob-key needs --rk: only discoverable credentials have large blobs")
+	}
+	if o.ext.credBlob != "" {
+		if ext.CredBlob, err = hex.DecodeString(o.ext.credBlob); err != nil || len(ext.CredBlob) == 0 {
+			return nil, nil, usageErrorf("--cred-blob: want hex bytes, got %q", o.ext.credBlob)
+		}
+	}
+	if req.Extensions, err = ext.Map(); err != nil {
+		return nil, nil, &usageError{err}
+	}
 	switch o.attestation {
 	case "direct", "none":
 	case "enterprise":
@@ -144,6 +181,7 @@ type makeCredentialJSON struct {
 	SignCount           uint32    `json:"signCount"`
 	Flags               flagsJSON `json:"flags"`
 	Extensions          any       `json:"extensions"`
+	LargeBlobKey        string    `json:"largeBlobKey,omitempty"`
 	AttestationType     string    `json:"attestationType"`
 	AttestationVerified bool      `json:"attestationVerified"`
 	Transport           string    `json:"transport"`
@@ -160,7 +198,15 @@ func (a *app) runMakeCredential(cmd *cobra.Command, o *makeCredentialOptions) er
 		return err
 	}
 	defer done()
-	resp, err := s.client.MakeCredential(ctx, req)
+	var resp *ctap2.MakeCredentialResponse
+	err = a.runVerified(ctx, s, verified{
+		perm: ctap2.PermMakeCredential, rpID: req.RP.ID, cdh: req.ClientDataHash, wantUV: o.uv, pin: &o.pin,
+		options:  &req.Options,
+		setParam: func(p []byte, v uint) { req.PinUvAuthParam, req.PinUvAuthProtocol = p, v },
+	}, func() (err error) {
+		resp, err = s.client.MakeCredential(ctx, req)
+		return err
+	})
 	s.notice.stop()
 	if err != nil {
 		return fmt.Errorf("make-credential: %w", err)
@@ -194,6 +240,9 @@ func (a *app) runMakeCredential(cmd *cobra.Command, o *makeCredentialOptions) er
 	}
 	if cdJSON != nil {
 		out.ClientDataJSON = b64(cdJSON)
+	}
+	if len(resp.LargeBlobKey) > 0 {
+		out.LargeBlobKey = b64(resp.LargeBlobKey)
 	}
 	if att != nil {
 		out.AttestationType = string(att.Type)
