@@ -26,7 +26,7 @@ func (a *app) currentPIN(f *pinFlag) (string, error) {
 		fmt.Fprintln(a.io.ErrOut, "warning: --pin is visible to other users of this machine; prefer "+envPIN+" or the prompt")
 		return f.value, nil
 	}
-	if pin, ok := os.LookupEnv(envPIN); ok {
+	if pin := os.Getenv(envPIN); pin != "" {
 		return pin, nil
 	}
 	if !a.io.CanPrompt() {
@@ -39,7 +39,7 @@ func (a *app) currentPIN(f *pinFlag) (string, error) {
 // the variable: CTAPKIT_PIN for `pin set`, CTAPKIT_NEW_PIN for `pin change`); on a
 // terminal it is asked twice.
 func (a *app) newPIN(env string, minLength int) (string, error) {
-	if pin, ok := os.LookupEnv(env); ok {
+	if pin := os.Getenv(env); pin != "" {
 		return pin, checkPINFormat(pin, minLength)
 	}
 	if !a.io.CanPrompt() {
