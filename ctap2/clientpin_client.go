@@ -302,7 +302,10 @@ func (c *Client) ChangePIN(ctx context.Context, currentPIN, newPIN string) error
 // must not be zero) and, unless empty, the permissions RP ID rpID; otherwise the
 // CTAP 2.0 getPinToken (0x05), which takes neither and ignores both. A wrong PIN
 // gives a *PINError with the retries left (errors.Is(err, ErrPINInvalid) holds);
-// the current PIN only needs to be non-empty UTF-8 of at most 63 bytes.
+// the current PIN only needs to be non-empty UTF-8 of at most 63 bytes. While
+// getInfo's forcePINChange is true, authenticators refuse tokens
+// (CTAP2_ERR_PIN_POLICY_VIOLATION from 0x09, CTAP2_ERR_PIN_INVALID from 0x05):
+// call ChangePIN first.
 func (c *Client) PINToken(ctx context.Context, pin string, perms Permission, rpID string) (*PINToken, error) {
 	p, info, err := c.pinProtocol(ctx, needClientPIN)
 	if err != nil {
@@ -336,6 +339,10 @@ func (c *Client) PINToken(ctx context.Context, pin string, perms Permission, rpI
 	}
 	resp, err := c.clientPIN(ctx, req)
 	if err != nil {
+		if errors.Is(err, ErrPINPolicyViolation) {
+			// What 0x09 answers while forcePINChange is set.
+			return nil, fmt.Errorf("getting PIN token: the authenticator requires a PIN change first: %w", err)
+		}
 		return nil, fmt.Errorf("getting PIN token: %w", c.pinFailure(ctx, p, err))
 	}
 	tok, err := decryptToken(p, ss, resp.PinUvAuthToken)

@@ -723,7 +723,13 @@ func TestClientPINMalformedReplies(t *testing.T) {
 			t.Errorf("retries %s: %v", name, err)
 		}
 	}
-	dev := new(fakeDevice).reply(info).reply(unhex("a1 03 1b 0000000100000000"))
+	// forcePINChange: 0x09 answers PIN_POLICY_VIOLATION, and the error says why.
+	dev := new(fakeDevice).reply(info).reply(mustCBOR(t, &ClientPINResponse{KeyAgreement: ka})).raw([]byte{byte(ErrPINPolicyViolation)})
+	if _, err := NewClient(dev).PINToken(ctx, "1234", PermGetAssertion, ""); !errors.Is(err, ErrPINPolicyViolation) ||
+		!strings.Contains(err.Error(), "PIN change first") {
+		t.Errorf("forcePINChange: %v", err)
+	}
+	dev = new(fakeDevice).reply(info).reply(unhex("a1 03 1b 0000000100000000"))
 	if _, _, err := NewClient(dev).PINRetries(ctx); !errors.Is(err, ErrMalformedResponse) {
 		t.Errorf("2^32 retries: %v", err)
 	}
