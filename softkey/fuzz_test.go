@@ -104,6 +104,7 @@ func FuzzHandleCBOR(f *testing.F) {
 	add(ctap2.CmdReset, nil)
 	add(ctap2.CmdGetNextAssertion, nil)
 	add(ctap2.CmdSelection, nil)
+	addExtensionSeeds(f) // extensions_fuzz_test.go
 	f.Add([]byte{})
 	f.Add([]byte{0x55})
 	f.Add([]byte{byte(ctap2.CmdMakeCredential), 0x80})
