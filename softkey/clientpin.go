@@ -125,6 +125,9 @@ func (a *Authenticator) fillPINInfo(info *ctap2.Info) error {
 	if supportsAuthnrCfg || s.AlwaysUV {
 		info.Options["alwaysUv"] = s.AlwaysUV
 	}
+	if supportsAuthnrCfg {
+		info.Options["ep"] = s.EnterpriseAttestation
+	}
 	info.ForcePINChange = s.ForcePINChange
 	info.MinPINLength = uint(minPINLength(s))
 	return nil
@@ -140,6 +143,7 @@ func (a *Authenticator) staticPINInfo(info *ctap2.Info) {
 	}
 	if supportsCredMgmt {
 		info.Options["credMgmt"] = true
+		info.Options["credentialMgmtPreview"] = true
 	}
 	if supportsAuthnrCfg {
 		info.Options["authnrCfg"] = true
@@ -147,9 +151,11 @@ func (a *Authenticator) staticPINInfo(info *ctap2.Info) {
 		if a.uvConfigured() {
 			info.Options["uvAcfg"] = true
 		}
+		info.MaxRPIDsForSetMinPINLength = maxRPIDsForSetMinPINLength
 	}
 	if supportsLargeBlobs {
 		info.Options["largeBlobs"] = true
+		info.MaxSerializedLargeBlobArray = maxSerializedLargeBlobArray
 	}
 	info.PinUvAuthProtocols = []uint{2, 1}
 	info.MaxPINLength = ctap2.MaxPINLength

@@ -33,9 +33,7 @@ func (a *Authenticator) handle(ctx context.Context, req []byte, status func(byte
 		return nil, ctap2.ErrRequestTooLarge
 	}
 	cmd, params := ctap2.Command(req[0]), req[1:]
-	if cmd != ctap2.CmdGetNextAssertion {
-		a.next = nil // any other command ends a getAssertion sequence (§6.3)
-	}
+	a.endSequences(cmd)
 	switch cmd {
 	case ctap2.CmdGetInfo:
 		return serve(ctx, a.getInfo, nil, status)
@@ -51,6 +49,14 @@ func (a *Authenticator) handle(ctx context.Context, req []byte, status func(byte
 		return serve(ctx, a.selection, nil, status)
 	case ctap2.CmdClientPIN:
 		return serve(ctx, a.clientPIN, params, status)
+	case ctap2.CmdCredentialManagement:
+		return serve(ctx, a.credentialManagement, params, status)
+	case ctap2.CmdCredentialMgmtPre:
+		return serve(ctx, a.credentialMgmtPreview, params, status)
+	case ctap2.CmdConfig:
+		return serve(ctx, a.config, params, status)
+	case ctap2.CmdLargeBlobs:
+		return serve(ctx, a.largeBlobs, params, status)
 	}
 	return nil, ctap2.ErrInvalidCommand
 }
@@ -111,11 +117,22 @@ func locked[Req, Resp any](a *Authenticator, ctx context.Context, cmd ctap2.Comm
 		return nil, err
 	}
 	defer a.mu.Unlock()
-	if cmd != ctap2.CmdGetNextAssertion {
-		a.next = nil
-	}
+	a.endSequences(cmd)
 	if req == nil {
 		req = new(Req)
 	}
 	return fn(ctx, req, nil)
+}
+
+// endSequences ends the stateful sequences that cmd does not continue: any command
+// but getNextAssertion ends a getAssertion sequence (CTAP 2.1 §6.3), any command but
+// credentialManagement (0x0A or 0x41) an enumeration of credential management
+// (§6.8), which then ends it itself unless cmd is its GetNext.
+func (a *Authenticator) endSequences(cmd ctap2.Command) {
+	if cmd != ctap2.CmdGetNextAssertion {
+		a.next = nil
+	}
+	if cmd != ctap2.CmdCredentialManagement && cmd != ctap2.CmdCredentialMgmtPre {
+		a.cm = nil
+	}
 }

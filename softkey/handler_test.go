@@ -35,8 +35,10 @@ func TestHandleCBORFraming(t *testing.T) {
 		{"unknown command with params", cmd(0x55, mc), ctap2.ErrInvalidCommand},
 		{"clientPIN getPINRetries", cmd(ctap2.CmdClientPIN, unhex("a2 0101 0201")), ctap2.StatusOK},
 		{"clientPIN without params", cmd(ctap2.CmdClientPIN, nil), ctap2.ErrMissingParameter},
-		{"credentialManagement (not offered)", cmd(ctap2.CmdCredentialManagement, nil), ctap2.ErrInvalidCommand},
-		{"credentialManagement prototype", cmd(ctap2.CmdCredentialMgmtPre, nil), ctap2.ErrInvalidCommand},
+		{"credentialManagement without params", cmd(ctap2.CmdCredentialManagement, nil), ctap2.ErrMissingParameter},
+		{"credentialManagement prototype without params", cmd(ctap2.CmdCredentialMgmtPre, nil), ctap2.ErrMissingParameter},
+		{"bioEnrollment (not offered)", cmd(ctap2.CmdBioEnrollment, nil), ctap2.ErrInvalidCommand},
+		{"bioEnrollment prototype (not offered)", cmd(ctap2.CmdBioEnrollmentPre, nil), ctap2.ErrInvalidCommand},
 		{"vendor command", []byte{0xbf}, ctap2.ErrInvalidCommand},
 		{"makeCredential without params", cmd(ctap2.CmdMakeCredential, nil), ctap2.ErrMissingParameter},
 		{"getAssertion without params", cmd(ctap2.CmdGetAssertion, nil), ctap2.ErrMissingParameter},
@@ -132,10 +134,13 @@ func TestGetInfo(t *testing.T) {
 	if up, _ := i.Option("up"); !up {
 		t.Error("option up is not true")
 	}
-	for _, o := range []string{"uv", "ep"} {
+	for _, o := range []string{"uv", "bioEnroll", "userVerificationMgmtPreview"} {
 		if _, present := i.Option(o); present {
 			t.Errorf("option %q is listed, but the softkey does not support it", o)
 		}
+	}
+	if ep, present := i.Option("ep"); ep || !present {
+		t.Errorf("option ep = %v (present %v), want false: supported, not enabled", ep, present)
 	}
 	want := []ctap2.CredentialParam{{Type: "public-key", Alg: ctap2.AlgEdDSA}, {Type: "public-key", Alg: ctap2.AlgES256}}
 	if !slices.Equal(i.Algorithms, want) {

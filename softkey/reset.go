@@ -22,9 +22,10 @@ func (a *Authenticator) Selection(ctx context.Context) error {
 
 // reset wipes every credential and replaces the master secret, which invalidates
 // every sealed credential ID too; the PIN, its retries and the configuration go
-// back to store.DefaultSettings, and the pinUvAuthToken and key agreement key are
-// replaced. Like a USB key without a display it accepts the
-// command only within ResetWindow of power-up (here: New), and only with a touch.
+// back to store.DefaultSettings, the large-blob array to the empty one, and the
+// pinUvAuthToken and key agreement key are replaced. Like a USB key without a
+// display it accepts the command only within ResetWindow of power-up (here: New),
+// and only with a touch.
 // The signature counter is kept: moving it back could let an RP accept a replay.
 func (a *Authenticator) reset(ctx context.Context, _ *struct{}, status func(byte)) (*struct{}, error) {
 	if a.cfg.Now().Sub(a.powerUp) > a.cfg.ResetWindow {
@@ -51,6 +52,12 @@ func (a *Authenticator) reset(ctx context.Context, _ *struct{}, status func(byte
 	}
 	if err := a.resetPIN(); err != nil {
 		return nil, err
+	}
+	// The large-blob array goes back to the empty one (the blobs were encrypted to
+	// keys of credentials that are gone), and a write in progress is dropped.
+	a.blob = largeBlobWrite{}
+	if err := a.st.SetLargeBlobArray(nil); err != nil {
+		return nil, ctap2.ErrOther
 	}
 	a.sealer = sealer
 	a.signers.clear()

@@ -127,7 +127,9 @@ type Authenticator struct {
 	powerUp time.Time
 	next    *assertionQueue // getNextAssertion state, nil when none
 	info    ctap2.Info
-	pin     pinState // clientPIN state kept in memory (clientpin.go)
+	pin     pinState          // clientPIN state kept in memory (clientpin.go)
+	cm      *credMgmtSequence // credentialManagement enumeration state, nil when none
+	blob    largeBlobWrite    // large-blob array being written (largeblobs.go)
 }
 
 // New starts an authenticator on st, which it owns from now on: Close closes it.

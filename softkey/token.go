@@ -13,17 +13,17 @@ import (
 // UNAUTHORIZED_PERMISSION, CTAP 2.1 §6.5.5.7): set it to true in the change that
 // adds the command, and getInfo and the permission follow.
 const (
-	// supportsCredMgmt: authenticatorCredentialManagement (0x0A); option
-	// credMgmt; permission cm.
-	supportsCredMgmt = false
+	// supportsCredMgmt: authenticatorCredentialManagement (0x0A, and the 0x41
+	// prototype); options credMgmt and credentialMgmtPreview; permission cm.
+	supportsCredMgmt = true
 	// supportsAuthnrCfg: authenticatorConfig (0x0D); options authnrCfg,
-	// alwaysUv (always listed, with its state), setMinPINLength, and uvAcfg when
-	// built-in UV is configured; permission acfg (also through built-in UV).
-	supportsAuthnrCfg = false
-	// supportsLargeBlobs: authenticatorLargeBlobs (0x0C); option largeBlobs
-	// (and getInfo maxSerializedLargeBlobArray, which that change adds);
-	// permission lbw.
-	supportsLargeBlobs = false
+	// alwaysUv and ep (always listed, with their state), setMinPINLength, and
+	// uvAcfg when built-in UV is configured; getInfo maxRPIDsForSetMinPINLength;
+	// permission acfg (also through built-in UV).
+	supportsAuthnrCfg = true
+	// supportsLargeBlobs: authenticatorLargeBlobs (0x0C); option largeBlobs and
+	// getInfo maxSerializedLargeBlobArray; permission lbw.
+	supportsLargeBlobs = true
 )
 
 // grantable reports whether the softkey may issue a token with perms (the known

@@ -226,13 +226,14 @@ func TestGetInfoPIN(t *testing.T) {
 		t.Errorf("minPINLength %d, maxPINLength %d, forcePINChange %v", i.MinPINLength, i.MaxPINLength, i.ForcePINChange)
 	}
 	want := map[string]bool{"rk": true, "up": true, "plat": false, "clientPin": false, "pinUvAuthToken": true, "makeCredUvNotRqd": true}
-	for name, on := range map[string]bool{"credMgmt": supportsCredMgmt, "authnrCfg": supportsAuthnrCfg, "largeBlobs": supportsLargeBlobs} {
+	for name, on := range map[string]bool{"credMgmt": supportsCredMgmt, "credentialMgmtPreview": supportsCredMgmt,
+		"authnrCfg": supportsAuthnrCfg, "largeBlobs": supportsLargeBlobs} {
 		if on {
 			want[name] = true
 		}
 	}
 	if supportsAuthnrCfg {
-		want["alwaysUv"], want["setMinPINLength"] = false, true
+		want["alwaysUv"], want["setMinPINLength"], want["ep"] = false, true, false
 	}
 	for name, v := range want {
 		if got, present := i.Option(name); got != v || !present {
