@@ -119,17 +119,18 @@ type Authenticator struct {
 	// signRand is passed to signatures: nil (RFC 6979) in seed mode.
 	signRand io.Reader
 
-	mu      sync.Mutex
-	closed  bool
-	sealer  *credentialSealer
-	signers signerCache
-	counter *signCounter
-	powerUp time.Time
-	next    *assertionQueue // getNextAssertion state, nil when none
-	info    ctap2.Info
-	pin     pinState          // clientPIN state kept in memory (clientpin.go)
-	cm      *credMgmtSequence // credentialManagement enumeration state, nil when none
-	blob    largeBlobWrite    // large-blob array being written (largeblobs.go)
+	mu       sync.Mutex
+	closed   bool
+	sealer   *credentialSealer
+	signers  signerCache
+	u2fState u2fState
+	counter  *signCounter
+	powerUp  time.Time
+	next     *assertionQueue // getNextAssertion state, nil when none
+	info     ctap2.Info
+	pin      pinState          // clientPIN state kept in memory (clientpin.go)
+	cm       *credMgmtSequence // credentialManagement enumeration state, nil when none
+	blob     largeBlobWrite    // large-blob array being written (largeblobs.go)
 }
 
 // New starts an authenticator on st, which it owns from now on: Close closes it.
@@ -202,6 +203,7 @@ func New(st store.Store, cfg Config) (*Authenticator, error) {
 		return nil, err
 	}
 	a.powerUp = cfg.Now()
+	a.u2fState.window = u2fTouchWindow
 	a.info = a.buildInfo()
 	return a, nil
 }

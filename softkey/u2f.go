@@ -195,24 +195,24 @@ func (a *Authenticator) u2fPresence() ctap1.StatusWord {
 		}
 		return ctap1.SWNoError
 	}
-	u2fTouches.mu.Lock()
-	defer u2fTouches.mu.Unlock()
-	t := u2fTouches.m[a]
+	a.u2fState.mu.Lock()
+	defer a.u2fState.mu.Unlock()
+	t := a.u2fState.touch
 	switch {
-	case t == nil || (t.answered && time.Since(t.at) > u2fTouchWindow):
+	case t == nil || (t.answered && time.Since(t.at) > a.u2fState.window):
 		t = &u2fTouch{}
-		u2fTouches.m[a] = t
+		a.u2fState.touch = t
 		go a.askU2FPresence(t)
 	case t.answered && t.granted:
-		delete(u2fTouches.m, a)
+		a.u2fState.touch = nil
 		return ctap1.SWNoError
 	}
 	return ctap1.SWConditionsNotSatisfied
 }
 
 // u2fTouchWindow is how long a presence answer given while U2F requests were
-// repeated stays usable; hosts repeat every 100-250 ms. Guarded by u2fTouches.mu.
-var u2fTouchWindow = 10 * time.Second
+// repeated stays usable; hosts repeat every 100-250 ms.
+const u2fTouchWindow = 10 * time.Second
 
 // u2fTouch is a background presence request started by a U2F request.
 type u2fTouch struct {
@@ -220,29 +220,25 @@ type u2fTouch struct {
 	at                time.Time // when answered
 }
 
-// u2fTouches holds the presence request of each softkey that has one. Entries live
-// at most PresenceTimeout plus u2fTouchWindow, so the map does not keep closed
-// softkeys alive for long.
-var u2fTouches = struct {
-	mu sync.Mutex
-	m  map[*Authenticator]*u2fTouch
-}{m: make(map[*Authenticator]*u2fTouch)}
+// u2fState is the softkey's U2F state outside the command lock: the presence
+// request repeated U2F requests share, and the derived attestation.
+type u2fState struct {
+	mu     sync.Mutex
+	touch  *u2fTouch
+	window time.Duration // u2fTouchWindow; tests shorten it
+
+	certSecret []byte // the master secret certKey and cert were derived from
+	certKey    *ecdsa.PrivateKey
+	cert       []byte
+}
 
 // askU2FPresence runs one presence request outside the command lock (userPresence
 // reads only the configuration) and records its answer.
 func (a *Authenticator) askU2FPresence(t *u2fTouch) {
 	err := a.userPresence(context.Background(), "", nil)
-	u2fTouches.mu.Lock()
+	a.u2fState.mu.Lock()
+	defer a.u2fState.mu.Unlock()
 	t.answered, t.granted, t.at = true, err == nil, time.Now()
-	window := u2fTouchWindow
-	u2fTouches.mu.Unlock()
-	time.AfterFunc(window, func() {
-		u2fTouches.mu.Lock()
-		defer u2fTouches.mu.Unlock()
-		if u2fTouches.m[a] == t {
-			delete(u2fTouches.m, a)
-		}
-	})
 }
 
 // u2fAttestation returns the key and certificate that sign REGISTER responses: the
@@ -257,29 +253,24 @@ func (a *Authenticator) u2fAttestation() (crypto.Signer, []byte, error) {
 			return a.cfg.BatchKey, a.cfg.BatchCerts[0], nil
 		}
 	}
-	return u2fSelfSigned(a.meta.MasterSecret)
+	a.u2fState.mu.Lock()
+	defer a.u2fState.mu.Unlock()
+	if a.u2fState.certKey == nil || !bytes.Equal(a.u2fState.certSecret, a.meta.MasterSecret) {
+		key, cert, err := u2fSelfSigned(a.meta.MasterSecret)
+		if err != nil {
+			return nil, nil, err
+		}
+		a.u2fState.certSecret, a.u2fState.certKey, a.u2fState.cert = bytes.Clone(a.meta.MasterSecret), key, cert
+	}
+	return a.u2fState.certKey, a.u2fState.cert, nil
 }
 
 const u2fAttestationInfo = "ctapkit softkey U2F attestation key v1"
-
-// u2fCertCache keeps the last derived attestation, so REGISTER costs one derivation
-// per master secret (per softkey, in practice).
-var u2fCertCache struct {
-	mu     sync.Mutex
-	secret []byte
-	key    *ecdsa.PrivateKey
-	cert   []byte
-}
 
 // u2fSelfSigned derives the self-signed U2F attestation key and certificate from a
 // master secret. Everything in the certificate, including its serial number and its
 // (RFC 6979) signature, is a function of the secret.
 func u2fSelfSigned(secret []byte) (*ecdsa.PrivateKey, []byte, error) {
-	u2fCertCache.mu.Lock()
-	defer u2fCertCache.mu.Unlock()
-	if u2fCertCache.key != nil && bytes.Equal(u2fCertCache.secret, secret) {
-		return u2fCertCache.key, u2fCertCache.cert, nil
-	}
 	okm, err := hkdf.Key(sha256.New, secret, nil, u2fAttestationInfo, 64)
 	if err != nil {
 		return nil, nil, fmt.Errorf("deriving the U2F attestation key: %w", err)
@@ -315,7 +306,5 @@ func u2fSelfSigned(secret []byte) (*ecdsa.PrivateKey, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating the U2F attestation certificate: %w", err)
 	}
-	u2fCertCache.secret = bytes.Clone(secret)
-	u2fCertCache.key, u2fCertCache.cert = key, cert
 	return key, cert, nil
 }

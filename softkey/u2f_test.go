@@ -352,13 +352,9 @@ func TestU2FPresenceFunc(t *testing.T) {
 	}
 
 	// Once the refusal has expired, a request asks again.
-	setWindow := func(d time.Duration) (old time.Duration) {
-		u2fTouches.mu.Lock()
-		defer u2fTouches.mu.Unlock()
-		old, u2fTouchWindow = u2fTouchWindow, d
-		return old
-	}
-	defer setWindow(setWindow(200 * time.Millisecond))
+	a.u2fState.mu.Lock()
+	a.u2fState.window = 200 * time.Millisecond
+	a.u2fState.mu.Unlock()
 	time.Sleep(250 * time.Millisecond)
 	_, sw = msg(t, a, register)
 	wantSW(t, "register after the refusal expired", sw, ctap1.SWConditionsNotSatisfied)
@@ -406,9 +402,6 @@ func TestU2FAttestationCertificate(t *testing.T) {
 	}
 
 	// The same state after a restart: the same certificate, derived again.
-	u2fCertCache.mu.Lock()
-	u2fCertCache.key = nil
-	u2fCertCache.mu.Unlock()
 	a.Close()
 	b := newSoftkeyOn(t, st, Config{Now: func() time.Time { return now }})
 	if r := u2fRegister(t, b, "att.example"); !bytes.Equal(r.resp.Certificate, r1.resp.Certificate) {
