@@ -130,6 +130,10 @@ func (a *Authenticator) fillPINInfo(info *ctap2.Info) error {
 	}
 	info.ForcePINChange = s.ForcePINChange
 	info.MinPINLength = uint(minPINLength(s))
+	if !s.AlwaysUV {
+		// U2F cannot verify the user, so it is off while alwaysUv is on (u2f.go).
+		info.Versions = append([]string{"U2F_V2"}, info.Versions...)
+	}
 	return nil
 }
 
