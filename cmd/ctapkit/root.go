@@ -112,6 +112,9 @@ soft:mem (an ephemeral softkey), hid:/dev/hidrawN, pcsc:READER, udp:HOST:PORT.`,
 		a.getAssertionCommand(),
 		a.resetCommand(),
 		a.pinCommand(),
+		a.credCommand(),
+		a.configCommand(),
+		a.blobCommand(),
 		a.softkeyCommand(),
 	)
 	return root
