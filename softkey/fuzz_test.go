@@ -62,8 +62,9 @@ func newFuzzSoftkey(tb testing.TB) *Authenticator {
 
 // FuzzHandleCBOR feeds arbitrary messages to a softkey, each followed by a
 // getNextAssertion. Property: no panic; every reply is one non-zero status byte, or
-// 0x00 followed by exactly one canonical CBOR item (0x00 alone only for reset and
-// selection); successes are genuine (attestations and assertion authData check out).
+// 0x00 followed by exactly one canonical CBOR item (0x00 alone only for reset,
+// selection, config, largeBlobs writes and credentialManagement deletes and
+// updates); successes are genuine (attestations and assertion authData check out).
 func FuzzHandleCBOR(f *testing.F) {
 	a := newFuzzSoftkey(f)
 	made, err := a.MakeCredential(context.Background(), mcRequest("a.example", []byte("seed")))
@@ -141,6 +142,9 @@ func checkFuzzReply(t *testing.T, msg, reply []byte) {
 		return
 	case ctap2.CmdClientPIN:
 		checkClientPINReply(t, msg, body)
+		return
+	case ctap2.CmdCredentialManagement, ctap2.CmdCredentialMgmtPre, ctap2.CmdConfig, ctap2.CmdLargeBlobs:
+		checkMgmtReply(t, msg, body)
 		return
 	case ctap2.CmdMakeCredential, ctap2.CmdGetAssertion, ctap2.CmdGetNextAssertion, ctap2.CmdGetInfo:
 	default:
