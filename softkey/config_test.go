@@ -3,6 +3,9 @@ package softkey
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"reflect"
 	"slices"
@@ -341,5 +344,84 @@ func TestConfigUVAcfg(t *testing.T) {
 	wantStatus(t, "toggleAlwaysUv with it", cfgSend(t, a, cfgReq(t, ctap2.ConfigToggleAlwaysUV, nil, tok)), ctap2.StatusOK)
 	if !info(t, a).Options["alwaysUv"] {
 		t.Fatal("alwaysUv not on")
+	}
+}
+
+// TestEnterpriseAttestation: makeCredential's enterpriseAttestation is refused
+// until enableEnterpriseAttestation turned "ep" on; then 1 and 2 get the batch
+// attestation (packed, with x5c) and epAtt, other values INVALID_OPTION. A softkey
+// without a batch key answers with its regular attestation and no epAtt.
+func TestEnterpriseAttestation(t *testing.T) {
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := persistentStore()
+	ca := newBatchCA(t, st.Meta().AAGUID, leafKey)
+	cfg := Config{Attestation: AttestationSelf, BatchKey: leafKey, BatchCerts: [][]byte{ca.leafDER, ca.caDER}}
+	a := newSoftkeyOn(t, st, cfg)
+	ep := func(a *Authenticator, v int) (ctap2.StatusError, *ctap2.MakeCredentialResponse, map[int]ctap2.RawMessage) {
+		t.Helper()
+		req := mcRequest("a.example", []byte("u"))
+		m := map[int]any{1: req.ClientDataHash, 2: req.RP, 3: req.User, 4: req.PubKeyCredParams}
+		if v != 0 {
+			m[10] = v
+		}
+		st, body := call(t, a, ctap2.CmdMakeCredential, m)
+		if st != ctap2.StatusOK {
+			return st, nil, nil
+		}
+		var resp ctap2.MakeCredentialResponse
+		if err := ctap2.Unmarshal(body, &resp); err != nil {
+			t.Fatal(err)
+		}
+		return st, &resp, rawMap[int](t, body)
+	}
+	for _, v := range []int{1, 2, 3} {
+		if st, _, _ := ep(a, v); st != ctap2.ErrInvalidParameter {
+			t.Fatalf("enterpriseAttestation %d with ep disabled: %v, want INVALID_PARAMETER", v, st)
+		}
+	}
+	wantStatus(t, "enableEnterpriseAttestation", cfgSend(t, a, cfgReq(t, ctap2.ConfigEnableEnterpriseAttestation, nil, nil)), ctap2.StatusOK)
+	b := newSoftkeyOn(t, st, cfg) // a restart keeps ep on
+	if !info(t, b).Options["ep"] {
+		t.Fatal("ep off after restart")
+	}
+	for _, v := range []int{1, 2} {
+		st, resp, m := ep(b, v)
+		wantStatus(t, "enterprise makeCredential", st, ctap2.StatusOK)
+		res, err := resp.VerifyAttestation(hashOf("mc a.example u"))
+		if err != nil {
+			t.Fatalf("enterpriseAttestation %d: %v", v, err)
+		}
+		if res.Type != ctap2.AttestationBasic || len(res.Chain) != 2 || !res.Chain[0].Equal(ca.leaf) || !resp.EpAtt {
+			t.Fatalf("enterpriseAttestation %d: type %v, %d certificates, epAtt %v", v, res.Type, len(res.Chain), resp.EpAtt)
+		}
+		if !bytes.Equal(m[4], []byte{0xf5}) {
+			t.Fatalf("epAtt (key 4) is %x, want true", m[4])
+		}
+	}
+	if st, _, _ := ep(b, 3); st != ctap2.ErrInvalidOption {
+		t.Fatalf("enterpriseAttestation 3: %v, want INVALID_OPTION", st)
+	}
+	st2, resp, m := ep(b, 0)
+	wantStatus(t, "makeCredential without enterpriseAttestation", st2, ctap2.StatusOK)
+	if res, err := resp.VerifyAttestation(hashOf("mc a.example u")); err != nil || res.Type != ctap2.AttestationSelf {
+		t.Fatalf("regular attestation with ep on: %v, %v", res, err)
+	}
+	if _, ok := m[4]; ok {
+		t.Fatal("epAtt sent without an enterprise request")
+	}
+
+	// Without a batch key there is no enterprise attestation to give.
+	c := newSoftkey(t, Config{})
+	wantStatus(t, "enableEnterpriseAttestation", cfgSend(t, c, cfgReq(t, ctap2.ConfigEnableEnterpriseAttestation, nil, nil)), ctap2.StatusOK)
+	st2, resp, m = ep(c, 2)
+	wantStatus(t, "enterprise makeCredential without a batch key", st2, ctap2.StatusOK)
+	if res, err := resp.VerifyAttestation(hashOf("mc a.example u")); err != nil || res.Type != ctap2.AttestationSelf {
+		t.Fatalf("attestation without a batch key: %v, %v", res, err)
+	}
+	if _, ok := m[4]; ok {
+		t.Fatal("epAtt without an enterprise attestation")
 	}
 }

@@ -63,8 +63,9 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if protected && !uv && req.PinUvAuthParam == nil && !(uvNotRequired && !rk) {
 		return nil, ctap2.ErrPUATRequired
 	}
-	if req.EnterpriseAttestation != 0 {
-		return nil, ctap2.ErrInvalidParameter // not supported (getInfo has no "ep")
+	enterprise, err := enterpriseAttestation(req.EnterpriseAttestation, s.EnterpriseAttestation) // config.go
+	if err != nil {
+		return nil, err
 	}
 	// Step 8: the token or built-in UV.
 	verified, present, err := a.verifyUser(protected, req.PinUvAuthParam, req.PinUvAuthProtocol, req.ClientDataHash,
@@ -142,11 +143,11 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		Attested:   &ctap2.AttestedCredentialData{AAGUID: a.meta.AAGUID, CredentialID: credID, PublicKey: pub},
 		Extensions: outputs,
 	}).Marshal()
-	format, attStmt, err := a.attest(alg, key, authData, req.ClientDataHash)
+	format, attStmt, epAtt, err := a.attestMC(enterprise, alg, key, authData, req.ClientDataHash)
 	if err != nil {
 		return nil, err
 	}
-	return &ctap2.MakeCredentialResponse{Fmt: format, AuthData: authData, AttStmt: attStmt, LargeBlobKey: newExt.largeBlobKey}, nil
+	return &ctap2.MakeCredentialResponse{Fmt: format, AuthData: authData, AttStmt: attStmt, EpAtt: epAtt, LargeBlobKey: newExt.largeBlobKey}, nil
 }
 
 // chooseAlgorithm picks the first entry of the RP's list the softkey can make
