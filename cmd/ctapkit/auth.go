@@ -46,8 +46,18 @@ func wrapAuth(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("verifying the user: %w", err)
+	return pinChangeHint(fmt.Errorf("verifying the user: %w", err))
 }
+
+// pinChangeHint tells the user what to do when the key refuses a token because it
+// wants a new PIN first (forcePINChange, or a PIN below a raised minimum length).
+func pinChangeHint(err error) error {
+	if errors.Is(err, ctap2.ErrPINPolicyViolation) {
+		return withHint(err, "the key wants a new PIN first: ctapkit pin change")
+	}
+	return err
+}
+
 
 // requireToken is authorize for commands that cannot run without a token.
 func (a *app) requireToken(ctx context.Context, s *session, perms ctap2.Permission, rpID string, pf *pinFlag) (*ctap2.PINToken, error) {

@@ -36,7 +36,7 @@ func (a *app) configSession(ctx context.Context, s *session, pf *pinFlag) (*ctap
 		return nil, nil, errors.New("this key does not support configuration (no authnrCfg option in getInfo)")
 	}
 	tok, err := a.authorize(ctx, s, ctap2.PermAuthenticatorConfig, "", pf)
-	return info, tok, pinChangeHint(err)
+	return info, tok, err
 }
 
 // configHint explains the statuses a config change commonly gets.

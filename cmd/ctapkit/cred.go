@@ -222,7 +222,7 @@ func (a *app) findCredential(ctx context.Context, s *session, perms ctap2.Permis
 	}
 	tok, err := a.requireToken(ctx, s, perms, "", pf)
 	if err != nil {
-		return nil, nil, pinChangeHint(err)
+		return nil, nil, err
 	}
 	list, err := listCredentials(ctx, s, tok, "")
 	if err != nil {
@@ -230,15 +230,6 @@ func (a *app) findCredential(ctx context.Context, s *session, perms ctap2.Permis
 	}
 	ref, err := resolveCredential(list, prefix)
 	return ref, tok, err
-}
-
-// pinChangeHint tells the user what to do when the key refuses a token because it
-// wants a new PIN first (forcePINChange, or a PIN below a raised minimum length).
-func pinChangeHint(err error) error {
-	if errors.Is(err, ctap2.ErrPINPolicyViolation) {
-		return withHint(err, "the key wants a new PIN first: ctapkit pin change")
-	}
-	return err
 }
 
 // confirm asks a yes/no question on the terminal unless yes (--yes). Commands check
@@ -342,7 +333,7 @@ it (the counts of the whole key are then not shown).`,
 			}
 			tok, err := a.requireToken(ctx, s, ctap2.PermCredentialManagement, rpID, &pf)
 			if err != nil {
-				return pinChangeHint(err)
+				return err
 			}
 			var out credListJSON
 			if rpID == "" {
