@@ -220,7 +220,7 @@ func (a *Authenticator) enumerateCredentialsBegin(req *credMgmtParams) (*ctap2.C
 	if len(creds) == 0 {
 		return nil, ctap2.ErrNoCredentials
 	}
-	resp, err := credentialEntry(creds[0])
+	resp, err := a.credentialEntry(creds[0])
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +244,7 @@ func (a *Authenticator) credMgmtNext(seq *credMgmtSequence, sub ctap2.CredMgmtSu
 		resp, seq.rps = rpEntry(seq.rps[0]), seq.rps[1:]
 	case sub == ctap2.CredMgmtEnumerateCredentialsGetNextCredential && len(seq.creds) > 0:
 		var err error
-		if resp, err = credentialEntry(seq.creds[0]); err != nil {
+		if resp, err = a.credentialEntry(seq.creds[0]); err != nil {
 			return nil, err
 		}
 		seq.creds = seq.creds[1:]
@@ -261,8 +261,8 @@ func (a *Authenticator) credMgmtNext(seq *credMgmtSequence, sub ctap2.CredMgmtSu
 // credentialEntry is one credential of an enumeration: user, credential ID,
 // public key (derived from the stored private key), credProtect (1 when never
 // set: userVerificationOptional is the default policy) and largeBlobKey if the
-// credential has one.
-func credentialEntry(c *store.Credential) (*ctap2.CredMgmtResponse, error) {
+// credential has one (extensions.go keeps both).
+func (a *Authenticator) credentialEntry(c *store.Credential) (*ctap2.CredMgmtResponse, error) {
 	key, err := parseCredentialKey(residentCredential(c))
 	if err != nil {
 		return nil, ctap2.ErrOther
@@ -273,27 +273,13 @@ func credentialEntry(c *store.Credential) (*ctap2.CredMgmtResponse, error) {
 	}
 	user := c.User
 	user.ID = bytes.Clone(user.ID)
-	credProtect := uint(c.CredProtect)
-	if credProtect < 1 || credProtect > 3 {
-		credProtect = 1
-	}
 	return &ctap2.CredMgmtResponse{
 		User:         &user,
 		CredentialID: &ctap2.CredentialDescriptor{Type: ctap2.CredentialType, ID: bytes.Clone(c.ID)},
 		PublicKey:    pub,
-		CredProtect:  credProtect,
-		LargeBlobKey: credMgmtLargeBlobKey(c),
+		CredProtect:  uint(credProtectOf(c)),
+		LargeBlobKey: a.largeBlobKeyOf(c),
 	}, nil
-}
-
-// credMgmtLargeBlobKey is the credential's largeBlobKey, nil when it has none. The
-// largeBlobKey extension keeps the 32-byte key in the credential's Extra under
-// "largeBlobKey" (extensions.go: extraLargeBlobKey, largeBlobKeyOf).
-func credMgmtLargeBlobKey(c *store.Credential) []byte {
-	if k := c.Extra["largeBlobKey"]; len(k) == 32 {
-		return bytes.Clone(k)
-	}
-	return nil
 }
 
 // managedCredential finds the resident credential a deleteCredential or

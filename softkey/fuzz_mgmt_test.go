@@ -295,7 +295,7 @@ func FuzzLargeBlobs(f *testing.F) {
 				t.Fatalf("%x: the array changed on reply %x", params, reply)
 			}
 			if len(after) > maxSerializedLargeBlobArray || len(after) < 17 ||
-				!bytes.Equal(largeBlobTrailer(after[:len(after)-16]), after[len(after)-16:]) {
+				!bytes.Equal(ctap2.LargeBlobTrailer(after[:len(after)-16]), after[len(after)-16:]) {
 				t.Fatalf("%x: stored array %x", params, after)
 			}
 		}

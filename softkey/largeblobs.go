@@ -3,8 +3,6 @@ package softkey
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 
 	"github.com/ctapkit/ctapkit/ctap2"
 )
@@ -13,16 +11,12 @@ import (
 // stores (getInfo 0x0B; CTAP asks for at least 1024).
 const maxSerializedLargeBlobArray = 4096
 
-// largeBlobTrailerSize is the length of the trailer that follows the CBOR array in
-// a serialized large-blob array: LEFT(SHA-256(array), 16).
-const largeBlobTrailerSize = 16
-
 // largeBlobFragmentRoom is what a large-blob message needs besides its fragment:
 // maxFragmentLength = maxMsgSize − 64 (CTAP 2.1 §6.10).
 const largeBlobFragmentRoom = 64
 
-// largeBlobsParams is authenticatorLargeBlobs' request (CTAP 2.1 §6.10.2), with
-// pointers (and a nil slice) for absent parameters.
+// largeBlobsParams is the wire form of ctap2.LargeBlobsRequest (CTAP 2.1 §6.10.2),
+// with pointers (and a nil slice) for absent parameters.
 type largeBlobsParams struct {
 	Get               *uint  `cbor:"1,keyasint"`
 	Set               []byte `cbor:"2,keyasint"`
@@ -38,6 +32,25 @@ type largeBlobsParams struct {
 type largeBlobWrite struct {
 	buf            []byte // the fragments so far; len(buf) is expectedNextOffset
 	expectedLength int    // 0 when no write is in progress
+}
+
+// LargeBlobs answers authenticatorLargeBlobs (0x0C) for Go callers: a read (Get)
+// or one fragment of a write (Set, with Length on the first). Offset is always
+// sent; zero PinUvAuthProtocol is absent. A write answers an empty response.
+func (a *Authenticator) LargeBlobs(ctx context.Context, req *ctap2.LargeBlobsRequest) (*ctap2.LargeBlobsResponse, error) {
+	if req == nil {
+		req = &ctap2.LargeBlobsRequest{}
+	}
+	offset := req.Offset
+	p := &largeBlobsParams{Get: req.Get, Set: req.Set, Offset: &offset, Length: req.Length, PinUvAuthParam: req.PinUvAuthParam}
+	if req.PinUvAuthProtocol != 0 {
+		p.PinUvAuthProtocol = &req.PinUvAuthProtocol
+	}
+	resp, err := locked(a, ctx, ctap2.CmdLargeBlobs, a.largeBlobs, p)
+	if err == nil && resp == nil {
+		resp = &ctap2.LargeBlobsResponse{}
+	}
+	return resp, err
 }
 
 // maxFragmentLength is the largest get or set the softkey takes.
@@ -65,7 +78,7 @@ func (a *Authenticator) largeBlobArray() ([]byte, error) {
 		return nil, ctap2.ErrOther
 	}
 	if arr == nil {
-		return initialLargeBlobArray(), nil
+		return ctap2.InitialLargeBlobArray(), nil
 	}
 	return arr, nil
 }
@@ -111,7 +124,7 @@ func (a *Authenticator) writeLargeBlobs(req *largeBlobsParams) error {
 			return ctap2.ErrInvalidParameter
 		case *req.Length > maxSerializedLargeBlobArray:
 			return ctap2.ErrLargeBlobStorageFull
-		case *req.Length < 1+largeBlobTrailerSize:
+		case *req.Length < 1+ctap2.LargeBlobTrailerSize:
 			return ctap2.ErrInvalidParameter
 		}
 		expectedLength, expectedNext = int(*req.Length), 0
@@ -122,7 +135,7 @@ func (a *Authenticator) writeLargeBlobs(req *largeBlobsParams) error {
 		return ctap2.ErrInvalidSeq
 	}
 	if a.protected() {
-		msg := largeBlobsAuthMessage(uint32(expectedNext), req.Set)
+		msg := ctap2.LargeBlobsAuthMessage(uint32(expectedNext), req.Set)
 		if err := a.verifyPinUvAuthParam(protocolParam(req.PinUvAuthProtocol), req.PinUvAuthParam, msg, ctap2.PermLargeBlobWrite, ""); err != nil {
 			return err
 		}
@@ -139,34 +152,12 @@ func (a *Authenticator) writeLargeBlobs(req *largeBlobsParams) error {
 	}
 	arr := w.buf
 	*w = largeBlobWrite{}
-	body, trailer := arr[:len(arr)-largeBlobTrailerSize], arr[len(arr)-largeBlobTrailerSize:]
-	if !bytes.Equal(largeBlobTrailer(body), trailer) {
+	body, trailer := arr[:len(arr)-ctap2.LargeBlobTrailerSize], arr[len(arr)-ctap2.LargeBlobTrailerSize:]
+	if !bytes.Equal(ctap2.LargeBlobTrailer(body), trailer) {
 		return ctap2.ErrIntegrityFailure
 	}
 	if err := a.st.SetLargeBlobArray(arr); err != nil {
 		return ctap2.ErrOther
 	}
 	return nil
-}
-
-// largeBlobTrailer is LEFT(SHA-256(array), 16).
-func largeBlobTrailer(array []byte) []byte {
-	h := sha256.Sum256(array)
-	return h[:largeBlobTrailerSize]
-}
-
-// initialLargeBlobArray is the serialized empty array, 0x80 and its trailer: the
-// value of a softkey that never stored one.
-func initialLargeBlobArray() []byte {
-	return append([]byte{0x80}, largeBlobTrailer([]byte{0x80})...)
-}
-
-// largeBlobsAuthMessage is what a write's pinUvAuthParam authenticates:
-// 32×0xFF || 0x0C 0x00 || uint32LE(offset) || SHA-256(fragment).
-func largeBlobsAuthMessage(offset uint32, fragment []byte) []byte {
-	msg := bytes.Repeat([]byte{0xff}, 32)
-	msg = append(msg, byte(ctap2.CmdLargeBlobs), 0x00)
-	msg = binary.LittleEndian.AppendUint32(msg, offset)
-	h := sha256.Sum256(fragment)
-	return append(msg, h[:]...)
 }

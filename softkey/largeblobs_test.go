@@ -383,3 +383,100 @@ func TestLargeBlobsReset(t *testing.T) {
 		t.Fatalf("array after reset and restart %x", got)
 	}
 }
+
+// TestLargeBlobsHost: ctap2's host Client stores, reads and deletes per-credential
+// blobs (encrypted to the largeBlobKey the softkey made for a credential, and
+// fragmented) on a protected softkey; credential management reports the same
+// largeBlobKey; the blobs survive a restart and the Go API reads what the host
+// wrote.
+func TestLargeBlobsHost(t *testing.T) {
+	ctx := context.Background()
+	st := persistentStore()
+	a := newSoftkeyOn(t, st, Config{MaxMsgSize: 300})
+	h := newPINHost(t, a, 2)
+	h.mustSetPIN("1234")
+	var keys [][]byte
+	for _, user := range []string{"u1", "u2"} {
+		req := protectMC(withExt(residentRequest("a.example", []byte(user)), map[string]ctap2.RawMessage{"largeBlobKey": {0xf5}}),
+			h.mustToken("1234", permMC, "a.example"))
+		made := makeCredential(t, a, req)
+		if len(made.resp.LargeBlobKey) != 32 {
+			t.Fatalf("makeCredential largeBlobKey %x", made.resp.LargeBlobKey)
+		}
+		keys = append(keys, made.resp.LargeBlobKey)
+	}
+	tok := h.mustToken("1234", permCM, "")
+	resp := cmOK(t, a, cmReq(t, ctap2.CredMgmtEnumerateCredentialsBegin, &ctap2.CredMgmtParams{RPIDHash: rpHash("a.example")}, tok))
+	if !bytes.Equal(resp.LargeBlobKey, keys[1]) {
+		t.Fatalf("credential management largeBlobKey %x, want makeCredential's %x", resp.LargeBlobKey, keys[1])
+	}
+
+	c := hostClient(a)
+	data1 := bytes.Repeat([]byte("certificate "), 100) // compresses well
+	data2 := make([]byte, 700)                          // does not: several fragments
+	for i := range data2 {
+		data2[i] = byte(i*7 + i/13)
+	}
+	if err := c.PutLargeBlob(ctx, nil, keys[0], data1); !errors.Is(err, ctap2.ErrPUATRequired) {
+		t.Fatalf("PutLargeBlob without a token: %v, want PUAT_REQUIRED", err)
+	}
+	if err := c.PutLargeBlob(ctx, h.mustToken("1234", permCM, ""), keys[0], data1); !errors.Is(err, ctap2.ErrPINAuthInvalid) {
+		t.Fatalf("PutLargeBlob with a cm token: %v, want PIN_AUTH_INVALID", err)
+	}
+	lbw := h.mustToken("1234", permLBW, "")
+	if err := c.PutLargeBlob(ctx, lbw, keys[0], data1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutLargeBlob(ctx, lbw, keys[1], data2); err != nil {
+		t.Fatal(err)
+	}
+	serialized, err := c.ReadSerializedLargeBlobArray(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(serialized) <= 2*236 {
+		t.Fatalf("array of %d bytes: the test wants several fragments", len(serialized))
+	}
+	for i, want := range [][]byte{data1, data2} {
+		got, err := c.GetLargeBlob(ctx, keys[i])
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("blob %d: %d bytes, %v", i, len(got), err)
+		}
+	}
+	if err := c.DeleteLargeBlob(ctx, lbw, keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetLargeBlob(ctx, keys[0]); !errors.Is(err, ctap2.ErrLargeBlobNotFound) {
+		t.Fatalf("deleted blob: %v", err)
+	}
+
+	// After a restart, through the Go API.
+	b := newSoftkeyOn(t, st, Config{MaxMsgSize: 300})
+	var got []byte
+	for {
+		get := uint(236)
+		r, err := b.LargeBlobs(ctx, &ctap2.LargeBlobsRequest{Get: &get, Offset: uint(len(got))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.Config...)
+		if len(r.Config) < 236 {
+			break
+		}
+	}
+	arr, err := ctap2.ParseLargeBlobArray(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, ok := ctap2.ReadLargeBlob(arr, keys[1]); !ok || !bytes.Equal(data, data2) {
+		t.Fatal("blob 2 not readable after a restart")
+	}
+	if _, err := b.LargeBlobs(ctx, &ctap2.LargeBlobsRequest{Set: ctap2.InitialLargeBlobArray(), Length: ptr(uint(17))}); !errors.Is(err, ctap2.ErrPUATRequired) {
+		t.Fatalf("Go API write without a token: %v", err)
+	}
+	if _, err := b.LargeBlobs(ctx, nil); !errors.Is(err, ctap2.ErrInvalidParameter) {
+		t.Fatalf("Go API with nil: %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
