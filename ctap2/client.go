@@ -13,12 +13,18 @@ import (
 // It is safe for concurrent use, but an authenticator runs one command at a time, so
 // calls are serialized. Stateful sequences (getAssertion then getNextAssertion) must
 // not be interleaved with other commands by the caller.
+//
+// A key that speaks only CTAP1/U2F is recognised (see WithU2FFallback): Info then
+// describes it as version U2F_V2, MakeCredential and GetAssertion go to the fallback,
+// and every other command fails with ErrU2FOnly without being sent.
 type Client struct {
 	dev         transport.Device
 	onKeepalive func(status byte)
+	fallback    U2FFallback
 
 	mu   sync.Mutex
 	info *Info // cached getInfo, for message-size checks
+	mode int   // modeUnknown, modeCTAP2 or modeU2F
 }
 
 // ClientOption configures a Client.
@@ -36,6 +42,7 @@ func NewClient(dev transport.Device, opts ...ClientOption) *Client {
 	for _, o := range opts {
 		o(c)
 	}
+	c.decideFromTransport()
 	return c
 }
 
@@ -49,6 +56,9 @@ var ErrMalformedResponse = errors.New("malformed response")
 // resp (nil: the reply must be empty or is ignored). A non-zero status becomes a
 // StatusError; a reply that is not canonical CBOR is refused.
 func (c *Client) Call(ctx context.Context, cmd Command, req, resp any) error {
+	if c.isU2F() {
+		return fmt.Errorf("%v: %w", cmd, ErrU2FOnly)
+	}
 	msg := []byte{byte(cmd)}
 	if req != nil {
 		body, err := Marshal(req)
@@ -89,17 +99,28 @@ func (c *Client) Call(ctx context.Context, cmd Command, req, resp any) error {
 	return nil
 }
 
-// GetInfo asks the authenticator for its capabilities and caches the answer.
+// GetInfo asks the authenticator for its capabilities and caches the answer. For a
+// U2F-only key it returns, without asking, what such a key offers: versions
+// ["U2F_V2"], ES256, option up, a zero AAGUID (see U2FOnly).
 func (c *Client) GetInfo(ctx context.Context) (*Info, error) {
+	if c.isU2F() {
+		return u2fInfo(), nil
+	}
 	var info Info
 	if err := c.Call(ctx, CmdGetInfo, nil, &info); err != nil {
+		if c.getInfoFailedU2F(ctx, err) {
+			c.mu.Lock()
+			c.mode, c.info = modeU2F, u2fInfo()
+			c.mu.Unlock()
+			return u2fInfo(), nil
+		}
 		return nil, err
 	}
 	if len(info.Versions) == 0 || len(info.AAGUID) != 16 {
 		return nil, fmt.Errorf("getInfo: missing versions or a 16-byte aaguid: %w", ErrMalformedResponse)
 	}
 	c.mu.Lock()
-	c.info = &info
+	c.info, c.mode = &info, modeCTAP2
 	c.mu.Unlock()
 	return &info, nil
 }
@@ -117,6 +138,11 @@ func (c *Client) Info(ctx context.Context) (*Info, error) {
 
 // MakeCredential registers a new credential (CTAP 2.1 §6.1).
 func (c *Client) MakeCredential(ctx context.Context, req *MakeCredentialRequest) (*MakeCredentialResponse, error) {
+	if u2f, err := c.useU2F(ctx); err != nil {
+		return nil, fmt.Errorf("makeCredential: %w", err)
+	} else if u2f {
+		return c.u2fMakeCredential(ctx, req)
+	}
 	var resp MakeCredentialResponse
 	if err := c.Call(ctx, CmdMakeCredential, req, &resp); err != nil {
 		return nil, err
@@ -130,6 +156,11 @@ func (c *Client) MakeCredential(ctx context.Context, req *MakeCredentialRequest)
 // GetAssertion signs a challenge with a credential (CTAP 2.1 §6.2). When the allow list
 // has exactly one entry the authenticator may omit the credential; it is filled in.
 func (c *Client) GetAssertion(ctx context.Context, req *GetAssertionRequest) (*GetAssertionResponse, error) {
+	if u2f, err := c.useU2F(ctx); err != nil {
+		return nil, fmt.Errorf("getAssertion: %w", err)
+	} else if u2f {
+		return c.u2fGetAssertion(ctx, req)
+	}
 	var resp GetAssertionResponse
 	if err := c.Call(ctx, CmdGetAssertion, req, &resp); err != nil {
 		return nil, err

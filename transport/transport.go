@@ -78,6 +78,9 @@ var (
 	ErrTimeout       = errors.New("timed out waiting for the device")
 	ErrClosed        = errors.New("device closed")
 	ErrInUse         = errors.New("device in use")
+	// ErrUnsupportedCommand: the device does not implement the command at all (CTAPHID
+	// ERR_INVALID_CMD), e.g. CBOR on a U2F-only key.
+	ErrUnsupportedCommand = errors.New("command not supported by the device")
 )
 
 type keepaliveKey struct{}

@@ -52,6 +52,10 @@ func WithPollInterval(d time.Duration) ClientOption {
 	}
 }
 
+// Client emulates makeCredential and getAssertion, so a ctap2.Client can hand a
+// U2F-only key's requests to it (ctap2.WithU2FFallback).
+var _ ctap2.U2FFallback = (*Client)(nil)
+
 // NewClient returns a Client for dev. It sends nothing until the first call.
 func NewClient(dev transport.Device, opts ...ClientOption) *Client {
 	c := &Client{dev: dev, pollInterval: DefaultPollInterval}

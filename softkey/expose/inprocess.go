@@ -17,10 +17,17 @@ import (
 // NMSG) U2F over CTAPHID_MSG.
 const softkeyCapabilities = ctaphid.CapWink | ctaphid.CapCBOR
 
+// u2fOnlyCapabilities are those of a U2F-only key: WINK and MSG, no CBOR.
+const u2fOnlyCapabilities = ctaphid.CapWink
+
 // InProcessOptions configures InProcess.
 type InProcessOptions struct {
 	Info transport.DeviceInfo         // what Device.Info reports
 	Log  func(dir string, pkt []byte) // host-side CTAPHID frame log (-vv), or nil
+	// U2FOnly serves the softkey as a U2F-only key, for testing hosts' CTAP1
+	// fallback: INIT reports no CBOR capability and CBOR requests get
+	// CTAPHID_ERR_INVALID_CMD; U2F over MSG works as always.
+	U2FOnly bool
 }
 
 // InProcess serves auth on the device end of a ctaphid.Pipe and returns the host end as
@@ -29,7 +36,11 @@ type InProcessOptions struct {
 // the device stops the server and closes auth, which persists its state.
 func InProcess(ctx context.Context, auth *softkey.Authenticator, opts InProcessOptions) (transport.Device, error) {
 	hostEnd, devEnd := ctaphid.Pipe()
-	srv := ctaphid.NewServer(auth, ctaphid.ServerOptions{Capabilities: softkeyCapabilities})
+	caps := softkeyCapabilities
+	if opts.U2FOnly {
+		caps = u2fOnlyCapabilities
+	}
+	srv := ctaphid.NewServer(auth, ctaphid.ServerOptions{Capabilities: caps})
 	serveCtx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(serveCtx, devEnd) }()

@@ -99,10 +99,13 @@ func (e Error) Error() string {
 	return fmt.Sprintf("CTAPHID_ERR(0x%02x)", byte(e))
 }
 
-// Is makes a busy device match transport.ErrInUse, so callers that only know the
-// transport sentinels can tell "another program is using the key" from failure.
+// Is makes a busy device match transport.ErrInUse and ERR_INVALID_CMD match
+// transport.ErrUnsupportedCommand, so callers that only know the transport sentinels
+// can tell "another program is using the key" and "the key does not implement this"
+// (CBOR on a U2F-only key) from failure.
 func (e Error) Is(target error) bool {
-	return target == transport.ErrInUse && e == ErrChannelBusy
+	return (target == transport.ErrInUse && e == ErrChannelBusy) ||
+		(target == transport.ErrUnsupportedCommand && e == ErrInvalidCmd)
 }
 
 // PacketConn carries 64-byte HID reports (no report-ID byte). hidraw,

@@ -494,8 +494,8 @@ func TestHostWinkLock(t *testing.T) {
 	if d2.Capabilities()&CapWink != 0 {
 		t.Fatalf("Capabilities = %02x, want no CapWink", d2.Capabilities())
 	}
-	if err := d2.Wink(ctx); !errors.Is(err, ErrInvalidCmd) {
-		t.Fatalf("Wink without CapWink: err = %v, want ErrInvalidCmd", err)
+	if err := d2.Wink(ctx); !errors.Is(err, ErrInvalidCmd) || !errors.Is(err, transport.ErrUnsupportedCommand) {
+		t.Fatalf("Wink without CapWink: err = %v, want ErrInvalidCmd (transport.ErrUnsupportedCommand)", err)
 	}
 }
 
