@@ -3,14 +3,24 @@ package expose
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ctapkit/ctapkit/ctap2"
 	"github.com/ctapkit/ctapkit/softkey"
 	"github.com/ctapkit/ctapkit/softkey/store"
 	"github.com/ctapkit/ctapkit/transport"
@@ -142,4 +152,152 @@ func TestPythonFido2PIN(t *testing.T) {
 			runPythonHost(t, auth, scenario)
 		})
 	}
+}
+
+// newPythonSoftkey is a softkey for one python-fido2 scenario, closed at the end.
+func newPythonSoftkey(t *testing.T, cfg softkey.Config) *softkey.Authenticator {
+	t.Helper()
+	auth, err := softkey.New(store.NewMemory(store.Meta{}), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	return auth
+}
+
+// goHost connects ctap2's host Client to auth in-process (closing the device at
+// the end of the test closes auth too).
+func goHost(t *testing.T, auth *softkey.Authenticator) *ctap2.Client {
+	t.Helper()
+	dev, err := InProcess(context.Background(), auth, InProcessOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	return ctap2.NewClient(dev)
+}
+
+// TestPythonFido2CredMgmt: python-fido2's CredentialManagement against the softkey
+// (testdata/pyfido2_host.py credman); then ctap2's host sees what it left.
+func TestPythonFido2CredMgmt(t *testing.T) {
+	auth := newPythonSoftkey(t, softkey.Config{})
+	runPythonHost(t, auth, "credman")
+	ctx := context.Background()
+	c := goHost(t, auth)
+	tok, err := c.PINToken(ctx, "1234", ctap2.PermCredentialManagement, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rps, err := c.EnumerateRPs(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, rp := range rps {
+		creds, err := c.EnumerateCredentials(ctx, tok, rp.RPIDHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cred := range creds {
+			ids = append(ids, rp.ID+"/"+string(cred.User.ID))
+		}
+	}
+	if want := []string{"example.com/bob", "other.example/carol"}; !slices.Equal(ids, want) {
+		t.Fatalf("credentials after python-fido2's scenario %q, want %q", ids, want)
+	}
+}
+
+// TestPythonFido2Config: python-fido2's Config against a softkey with a batch
+// attestation key (testdata/pyfido2_host.py config); its changes show in getInfo.
+func TestPythonFido2Config(t *testing.T) {
+	st := store.NewMemory(store.Meta{})
+	key, certs := pythonBatchAttestation(t, st.Meta().AAGUID)
+	auth, err := softkey.New(st, softkey.Config{BatchKey: key, BatchCerts: certs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	runPythonHost(t, auth, "config")
+	info, err := auth.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Options["ep"] || info.Options["alwaysUv"] || info.MinPINLength != 8 || info.ForcePINChange {
+		t.Fatalf("getInfo after python-fido2's config: options %v, minPINLength %d, forcePINChange %v", info.Options, info.MinPINLength, info.ForcePINChange)
+	}
+}
+
+// TestPythonFido2LargeBlobs: python-fido2's LargeBlobs against the softkey
+// (testdata/pyfido2_host.py blobs); then ctap2's host reads the blob python-fido2
+// stored, with the largeBlobKey credential management reports.
+func TestPythonFido2LargeBlobs(t *testing.T) {
+	auth := newPythonSoftkey(t, softkey.Config{})
+	runPythonHost(t, auth, "blobs")
+	ctx := context.Background()
+	c := goHost(t, auth)
+	tok, err := c.PINToken(ctx, "1234", ctap2.PermCredentialManagement, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := ctap2.RPIDHash("example.com")
+	creds, err := c.EnumerateCredentials(ctx, tok, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(creds) != 1 || len(creds[0].LargeBlobKey) != 32 {
+		t.Fatalf("credentials %+v, want one with a largeBlobKey", creds)
+	}
+	data, err := c.GetLargeBlob(ctx, creds[0].LargeBlobKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Repeat("python-fido2 wrote this. ", 20); string(data) != want {
+		t.Fatalf("blob %q, want %q", data, want)
+	}
+}
+
+// pythonBatchAttestation makes a P-256 batch key with a certificate that
+// python-fido2's packed verifier accepts (subject C, O, OU "Authenticator
+// Attestation", CN; not a CA; the AAGUID extension) and the CA that issued it.
+func pythonBatchAttestation(t *testing.T, aaguid [16]byte) (crypto.Signer, [][]byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ctapkit test attestation CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := asn1.Marshal(aaguid[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject: pkix.Name{Country: []string{"US"}, Organization: []string{"ctapkit tests"},
+			OrganizationalUnit: []string{"Authenticator Attestation"}, CommonName: "ctapkit test batch"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 45724, 1, 1, 4}, Value: ext}},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, leafKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leafKey, [][]byte{leafDER, caDER}
 }
