@@ -27,6 +27,7 @@ func (a *app) infoCommand() *cobra.Command {
 				return fmt.Errorf("info: %w", err)
 			}
 			out := newInfoJSON(info, s.dev.Info().URI, s.dev.Info().Transport)
+			out.U2FOnly = s.client.U2FOnly(ctx)
 			if a.json {
 				return writeJSON(a.io.Out, out)
 			}
@@ -60,6 +61,9 @@ type infoJSON struct {
 	FirmwareVersion                  uint            `json:"firmwareVersion,omitempty"`
 	MaxCredBlobLength                uint            `json:"maxCredBlobLength,omitempty"`
 	RemainingDiscoverableCredentials *uint           `json:"remainingDiscoverableCredentials,omitempty"`
+	// U2FOnly: the key speaks only CTAP1/U2F; the rest describes what it offers
+	// through the U2F fallback.
+	U2FOnly bool `json:"u2fOnly,omitempty"`
 }
 
 func newInfoJSON(i *ctap2.Info, uri, transport string) *infoJSON {
@@ -110,7 +114,9 @@ func writeInfoHuman(w io.Writer, i *infoJSON) error {
 		{"Extensions", orNone(strings.Join(i.Extensions, ", "))},
 		{"Transports", orNone(strings.Join(i.Transports, ", "))},
 		{"PIN protocols", orNone(strings.Join(protos, ", "))},
-		{"Max message size", fmt.Sprint(i.MaxMsgSize)},
+	}
+	if !i.U2FOnly { // U2F messages have fixed sizes; the CTAP2 limit means nothing here
+		rows = append(rows, row{"Max message size", fmt.Sprint(i.MaxMsgSize)})
 	}
 	if i.RemainingDiscoverableCredentials != nil {
 		rows = append(rows, row{"Free passkey slots", fmt.Sprint(*i.RemainingDiscoverableCredentials)})
@@ -118,8 +124,15 @@ func writeInfoHuman(w io.Writer, i *infoJSON) error {
 	if i.FirmwareVersion != 0 {
 		rows = append(rows, row{"Firmware", fmt.Sprint(i.FirmwareVersion)})
 	}
+	if i.U2FOnly {
+		rows = append(rows, row{"Note", u2fOnlyNote})
+	}
 	return writeTable(w, rows)
 }
+
+// u2fOnlyNote explains what works with a U2F-only key.
+const u2fOnlyNote = "U2F-only key (CTAP1, no CTAP2): make-credential and get-assertion work through U2F\n" +
+	"(ES256, non-discoverable credentials with --cred, no PIN or UV, no extensions, fido-u2f attestation)"
 
 func orNone(s string) string {
 	if s == "" {

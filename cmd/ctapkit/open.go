@@ -9,6 +9,8 @@ import (
 
 	"github.com/manifoldco/promptui"
 
+	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/ctap2/ctap1"
 	"github.com/ctapkit/ctapkit/softkey"
 	"github.com/ctapkit/ctapkit/softkey/expose"
 	"github.com/ctapkit/ctapkit/softkey/store"
@@ -24,6 +26,15 @@ func registerSchemes(a *app) {
 		}
 	}
 	must(a.registry.Register(transport.Scheme{Name: "soft", Open: a.openSoftkey}))
+}
+
+// newClient wraps dev in a CTAP2 client that falls back to U2F for U2F-only keys, as
+// libfido2 and python-fido2 do: makeCredential and getAssertion are emulated over
+// U2F REGISTER and AUTHENTICATE (ES256, non-discoverable, no PIN/UV, fido-u2f
+// attestation). keepalive hears that the key waits for a touch on either path.
+func newClient(dev transport.Device, keepalive func(status byte)) *ctap2.Client {
+	u2f := ctap1.NewClient(dev, ctap1.WithKeepaliveFunc(keepalive))
+	return ctap2.NewClient(dev, ctap2.WithKeepaliveFunc(keepalive), ctap2.WithU2FFallback(u2f))
 }
 
 // openDevice opens the device named by -d, $CTAPKIT_DEVICE, or the only attached one.
@@ -96,6 +107,17 @@ func (a *app) openSoftkey(ctx context.Context, path string) (transport.Device, e
 			return nil, usageErrorf("CTAPKIT_SOFTKEY_PRESENCE=%q: want auto or deny", p)
 		}
 	}
+	// Test knob: CTAPKIT_SOFTKEY_U2F_ONLY=1 serves the softkey as a U2F-only key (no
+	// CBOR capability), to exercise the host's U2F fallback without an old key.
+	u2fOnly := false
+	switch v := os.Getenv("CTAPKIT_SOFTKEY_U2F_ONLY"); v {
+	case "", "0":
+	case "1":
+		u2fOnly = true
+	default:
+		st.Close()
+		return nil, usageErrorf("CTAPKIT_SOFTKEY_U2F_ONLY=%q: want 1 or 0", v)
+	}
 	auth, err := softkey.New(st, cfg)
 	if err != nil {
 		st.Close()
@@ -103,7 +125,7 @@ func (a *app) openSoftkey(ctx context.Context, path string) (transport.Device, e
 	}
 	info := transport.DeviceInfo{URI: "soft:" + path, Transport: "soft", Path: path,
 		Product: "ctapkit softkey", Manufacturer: "ctapkit"}
-	dev, err := expose.InProcess(ctx, auth, expose.InProcessOptions{Info: info, Log: a.frameLog()})
+	dev, err := expose.InProcess(ctx, auth, expose.InProcessOptions{Info: info, Log: a.frameLog(), U2FOnly: u2fOnly})
 	if err != nil {
 		auth.Close()
 		return nil, err

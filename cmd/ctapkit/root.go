@@ -169,7 +169,7 @@ func (a *app) openSession(ctx context.Context) (*session, error) {
 		return nil, err
 	}
 	n := &touchNotice{out: a.io.ErrOut, enabled: a.io.errTTY}
-	return &session{dev: dev, notice: n, client: ctap2.NewClient(dev, ctap2.WithKeepaliveFunc(n.status))}, nil
+	return &session{dev: dev, notice: n, client: newClient(dev, n.status)}, nil
 }
 
 // withTimeout bounds an operation that may wait for the user.
