@@ -119,20 +119,6 @@ func credParams(id []byte, user *ctap2.UserEntity) *ctap2.CredMgmtParams {
 	return &ctap2.CredMgmtParams{CredentialID: &ctap2.CredentialDescriptor{Type: ctap2.CredentialType, ID: id}, User: user}
 }
 
-// residentIDs lists rpID's resident credential IDs through the store.
-func residentIDs(t testing.TB, st store.Store, rpID string) [][]byte {
-	t.Helper()
-	creds, err := st.CredentialsByRP(ctap2.RPIDHash(rpID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids [][]byte
-	for _, c := range creds {
-		ids = append(ids, c.ID)
-	}
-	return ids
-}
-
 // TestCredMgmtHost: ctap2's host Client manages the softkey's credentials through
 // a cm token, under both PIN protocols: metadata, RPs, credentials (with keys that
 // match the attested ones), update, delete, and the effect on getAssertion.
