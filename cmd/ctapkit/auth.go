@@ -58,7 +58,6 @@ func pinChangeHint(err error) error {
 	return err
 }
 
-
 // requireToken is authorize for commands that cannot run without a token.
 func (a *app) requireToken(ctx context.Context, s *session, perms ctap2.Permission, rpID string, pf *pinFlag) (*ctap2.PINToken, error) {
 	tok, err := a.authorize(ctx, s, perms, rpID, pf)
