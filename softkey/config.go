@@ -30,9 +30,9 @@ type setMinPINLengthParams struct {
 	ForceChangePIN    *bool    `cbor:"3,keyasint"`
 }
 
-// Config answers authenticatorConfig (0x0D) for Go callers. Zero fields of req are
-// absent parameters.
-func (a *Authenticator) Config(ctx context.Context, req *ctap2.ConfigRequest) error {
+// AuthenticatorConfig answers authenticatorConfig (0x0D) for Go callers. Zero
+// fields of req are absent parameters.
+func (a *Authenticator) AuthenticatorConfig(ctx context.Context, req *ctap2.ConfigRequest) error {
 	if req == nil {
 		req = &ctap2.ConfigRequest{}
 	}

@@ -319,14 +319,14 @@ func TestConfigErrors(t *testing.T) {
 
 	// The Go API.
 	ctx := context.Background()
-	if err := b.Config(ctx, &ctap2.ConfigRequest{SubCommand: ctap2.ConfigToggleAlwaysUV}); err != nil {
+	if err := b.AuthenticatorConfig(ctx, &ctap2.ConfigRequest{SubCommand: ctap2.ConfigToggleAlwaysUV}); err != nil {
 		t.Fatal(err)
 	}
 	if !settingsOf(t, fs).AlwaysUV {
-		t.Fatal("Config did not toggle alwaysUv")
+		t.Fatal("AuthenticatorConfig did not toggle alwaysUv")
 	}
-	if err := b.Config(ctx, nil); !errors.Is(err, ctap2.ErrMissingParameter) {
-		t.Fatalf("Config(nil): %v", err)
+	if err := b.AuthenticatorConfig(ctx, nil); !errors.Is(err, ctap2.ErrMissingParameter) {
+		t.Fatalf("AuthenticatorConfig(nil): %v", err)
 	}
 }
 
