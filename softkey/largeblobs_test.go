@@ -413,7 +413,7 @@ func TestLargeBlobsHost(t *testing.T) {
 
 	c := hostClient(a)
 	data1 := bytes.Repeat([]byte("certificate "), 100) // compresses well
-	data2 := make([]byte, 700)                          // does not: several fragments
+	data2 := make([]byte, 700)                         // does not: several fragments
 	for i := range data2 {
 		data2[i] = byte(i*7 + i/13)
 	}
