@@ -207,7 +207,7 @@ FILE with -o (created with mode 0600). With --json it is printed base64url in
 	}
 	c.Flags().StringVar(&credArg, "cred", "", "credential ID or unique prefix (required)")
 	c.Flags().StringVarP(&output, "output", "o", "", "write the data to this file instead of stdout")
-	c.Flags().StringVar(&pf.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	pf.register(c.Flags())
 	_ = c.MarkFlagRequired("cred")
 	return c
 }
@@ -258,7 +258,7 @@ large-blob storage ('ctapkit blob list' shows the room).`,
 	}
 	c.Flags().StringVar(&credArg, "cred", "", "credential ID or unique prefix (required)")
 	c.Flags().StringVarP(&input, "input", "i", "", "read the data from this file instead of stdin")
-	c.Flags().StringVar(&pf.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	pf.register(c.Flags())
 	_ = c.MarkFlagRequired("cred")
 	return c
 }
@@ -348,7 +348,7 @@ confirmation on a terminal; --yes skips the question, and is needed without a te
 	}
 	c.Flags().StringVar(&credArg, "cred", "", "credential ID or unique prefix (required)")
 	c.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
-	c.Flags().StringVar(&pf.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	pf.register(c.Flags())
 	_ = c.MarkFlagRequired("cred")
 	return c
 }

@@ -113,7 +113,7 @@ when it differs.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&pf.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	pf.register(c.Flags())
 	return c
 }
 
@@ -205,7 +205,7 @@ minPinLength extension. N may be left out to change only those or to force a cha
 	}
 	c.Flags().StringArrayVar(&rpIDs, "rp", nil, "relying party ID that may read the minimum (minPinLength extension); repeatable")
 	c.Flags().BoolVar(&forceChange, "force-change", false, "make the user change the PIN before its next use")
-	c.Flags().StringVar(&pf.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	pf.register(c.Flags())
 	return c
 }
 
@@ -262,6 +262,6 @@ lists may then ask for an attestation that identifies this very key
 			return nil
 		},
 	}
-	c.Flags().StringVar(&pf.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	pf.register(c.Flags())
 	return c
 }

@@ -363,7 +363,7 @@ it (the counts of the whole key are then not shown).`,
 		},
 	}
 	c.Flags().StringVar(&rpID, "rp", "", "list only this relying party's credentials (token bound to it)")
-	c.Flags().StringVar(&pf.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	pf.register(c.Flags())
 	return c
 }
 
@@ -516,7 +516,7 @@ lists them; one matching none is an error (exit 1).`,
 		},
 	}
 	c.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
-	c.Flags().StringVar(&pf.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	pf.register(c.Flags())
 	return c
 }
 
@@ -598,6 +598,6 @@ empty one (--name "") removes it.`,
 	}
 	c.Flags().StringVar(&name, "name", "", "new user name")
 	c.Flags().StringVar(&displayName, "display-name", "", "new display name")
-	c.Flags().StringVar(&pf.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	pf.register(c.Flags())
 	return c
 }

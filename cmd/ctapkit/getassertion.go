@@ -44,7 +44,7 @@ authenticatorGetNextAssertion). Each signature is over authData || clientDataHas
 	f.BoolVar(&o.up, "up", true, "require user presence (--up=false: silent assertion, no touch)")
 	f.StringVar(&o.clientData.hashHex, "client-data-hash", "", "clientDataHash as 64 hex digits")
 	f.StringVar(&o.clientData.challenge, "challenge", "", "challenge (base64url) for a browser-style clientDataJSON")
-	f.StringVar(&o.pin.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	o.pin.register(f)
 	f.StringSliceVar(&o.hmacSalts, "hmac-salt", nil, "extension hmac-secret: one or two 32-byte salts as hex (SALT1[,SALT2])")
 	f.BoolVar(&o.credBlob, "cred-blob", false, "extension credBlob: return the blob stored with the credential")
 	f.BoolVar(&o.largeBlobKey, "large-blob-key", false, "extension largeBlobKey: return the credential's large-blob key")

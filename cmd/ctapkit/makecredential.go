@@ -60,7 +60,7 @@ user again with --rk replaces the resident credential, as it would for one accou
 	f.StringVar(&o.clientData.hashHex, "client-data-hash", "", "clientDataHash as 64 hex digits")
 	f.StringVar(&o.clientData.challenge, "challenge", "", "challenge (base64url) for a browser-style clientDataJSON")
 	f.StringVar(&o.attestation, "attestation", "direct", "attestation conveyance: direct, none or enterprise")
-	f.StringVar(&o.pin.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+	o.pin.register(f)
 	f.BoolVar(&o.ext.hmacSecret, "hmac-secret", false, "extension hmac-secret: give the credential a PRF secret")
 	f.UintVar(&o.ext.credProtect, "cred-protect", 0, "extension credProtect: 1 (UV optional), 2 (UV or credential ID needed), 3 (UV required)")
 	f.StringVar(&o.ext.credBlob, "cred-blob", "", "extension credBlob: bytes (hex) stored with the credential")

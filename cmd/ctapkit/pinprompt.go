@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/manifoldco/promptui"
+	"github.com/spf13/pflag"
 )
 
 // PIN sources, in order: the --pin flag (visible to other users in ps, so it
@@ -19,6 +20,10 @@ const (
 
 // pinFlag is the shared --pin flag of commands that may need a PIN.
 type pinFlag struct{ value string }
+
+func (f *pinFlag) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.value, "pin", "", "PIN (visible to other users; prefer $"+envPIN+")")
+}
 
 // currentPIN returns the key's current PIN.
 func (a *app) currentPIN(f *pinFlag) (string, error) {
