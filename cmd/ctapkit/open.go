@@ -107,6 +107,15 @@ func (a *app) openSoftkey(ctx context.Context, path string) (transport.Device, e
 			return nil, usageErrorf("CTAPKIT_SOFTKEY_PRESENCE=%q: want auto or deny", p)
 		}
 	}
+	// CTAPKIT_SOFTKEY_UV=pass|fail gives the softkey simulated built-in user
+	// verification (a fingerprint that always matches, or never does).
+	switch v := softkey.UVMode(os.Getenv("CTAPKIT_SOFTKEY_UV")); v {
+	case "", softkey.UVNone, softkey.UVPass, softkey.UVFail:
+		cfg.UV = v
+	default:
+		st.Close()
+		return nil, usageErrorf("CTAPKIT_SOFTKEY_UV=%q: want pass, fail or none", v)
+	}
 	// Test knob: CTAPKIT_SOFTKEY_U2F_ONLY=1 serves the softkey as a U2F-only key (no
 	// CBOR capability), to exercise the host's U2F fallback without an old key.
 	u2fOnly := false
