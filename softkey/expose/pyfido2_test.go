@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -86,13 +87,29 @@ func pythonFido2(t *testing.T) string {
 	return ""
 }
 
-// runPythonHost serves auth over CTAPHID to testdata/pyfido2_host.py SCENARIO,
-// python-fido2's own CTAPHID and CTAP2 implementation, and fails on its verdict.
-func runPythonHost(t *testing.T, auth *softkey.Authenticator, scenario string) {
+// pythonOptions says how runPython serves the softkey.
+type pythonOptions struct {
+	// U2FOnly serves it as a U2F-only key, as InProcessOptions.U2FOnly does: INIT
+	// reports u2fOnlyCapabilities (no CBOR).
+	U2FOnly bool
+}
+
+// runPython serves auth over CTAPHID to testdata/SCRIPT ARGS..., python-fido2's own
+// CTAPHID, CTAP1 and CTAP2 code talking 64-byte reports on its stdin/stdout (the
+// scripts share testdata/pipehid.py for that; python puts the script's directory
+// first on sys.path, so they import it as is), and fails on its verdict, the exit
+// status, with its stderr; it logs that stderr either way.
+func runPython(t *testing.T, auth *softkey.Authenticator, opts pythonOptions, script string, args ...string) {
+	t.Helper()
 	py := pythonFido2(t)
+	name := strings.Join(append([]string{script}, args...), " ")
+	caps := softkeyCapabilities
+	if opts.U2FOnly {
+		caps = u2fOnlyCapabilities
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, py, "testdata/pyfido2_host.py", scenario)
+	cmd := exec.CommandContext(ctx, py, append([]string{filepath.Join("testdata", script)}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	toHost, err := cmd.StdinPipe()
@@ -106,7 +123,7 @@ func runPythonHost(t *testing.T, auth *softkey.Authenticator, scenario string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	srv := ctaphid.NewServer(auth, ctaphid.ServerOptions{Capabilities: softkeyCapabilities})
+	srv := ctaphid.NewServer(auth, ctaphid.ServerOptions{Capabilities: caps})
 	serveCtx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(serveCtx, newStreamConn(fromHost, toHost)) }()
@@ -117,31 +134,23 @@ func runPythonHost(t *testing.T, auth *softkey.Authenticator, scenario string) {
 	}
 	out := strings.TrimSpace(stderr.String())
 	if waitErr != nil {
-		t.Fatalf("python-fido2 %s: %v\n%s", scenario, waitErr, out)
+		t.Fatalf("python-fido2 %s: %v\n%s", name, waitErr, out)
 	}
-	t.Logf("python-fido2 %s:\n%s", scenario, out)
+	t.Logf("python-fido2 %s:\n%s", name, out)
 }
 
 // TestPythonFido2Host: python-fido2's CTAPHID and CTAP2 host code registers and
 // asserts against the softkey served through the softkey's CTAPHID device side.
 func TestPythonFido2Host(t *testing.T) {
-	auth, err := softkey.New(store.NewMemory(store.Meta{}), softkey.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer auth.Close()
-	runPythonHost(t, auth, "basic")
+	auth := newPythonSoftkey(t, softkey.Config{})
+	runPython(t, auth, pythonOptions{}, "pyfido2_host.py", "basic")
 }
 
 // TestPythonFido2PIN: python-fido2's ClientPin (both protocols) against the softkey.
 func TestPythonFido2PIN(t *testing.T) {
 	for _, scenario := range []string{"pin1", "pin2"} {
 		t.Run(scenario, func(t *testing.T) {
-			auth, err := softkey.New(store.NewMemory(store.Meta{}), softkey.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer auth.Close()
+			auth := newPythonSoftkey(t, softkey.Config{})
 			info, err := auth.Info()
 			if err != nil {
 				t.Fatal(err)
@@ -149,7 +158,7 @@ func TestPythonFido2PIN(t *testing.T) {
 			if _, ok := info.Options["clientPin"]; !ok {
 				t.Skip("the softkey does not offer clientPIN yet")
 			}
-			runPythonHost(t, auth, scenario)
+			runPython(t, auth, pythonOptions{}, "pyfido2_host.py", scenario)
 		})
 	}
 }
@@ -166,28 +175,30 @@ func newPythonSoftkey(t *testing.T, cfg softkey.Config) *softkey.Authenticator {
 }
 
 // goHost connects ctap2's host Client to auth in-process (closing the device at
-// the end of the test closes auth too).
-func goHost(t *testing.T, auth *softkey.Authenticator) *ctap2.Client {
+// the end of the test closes auth too) and gets a credential management token with
+// the PIN the python-fido2 scenarios set, 1234.
+func goHost(t *testing.T, auth *softkey.Authenticator) (*ctap2.Client, *ctap2.PINToken) {
 	t.Helper()
 	dev, err := InProcess(context.Background(), auth, InProcessOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dev.Close() })
-	return ctap2.NewClient(dev)
+	c := ctap2.NewClient(dev)
+	tok, err := c.PINToken(context.Background(), "1234", ctap2.PermCredentialManagement, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, tok
 }
 
 // TestPythonFido2CredMgmt: python-fido2's CredentialManagement against the softkey
 // (testdata/pyfido2_host.py credman); then ctap2's host sees what it left.
 func TestPythonFido2CredMgmt(t *testing.T) {
 	auth := newPythonSoftkey(t, softkey.Config{})
-	runPythonHost(t, auth, "credman")
+	runPython(t, auth, pythonOptions{}, "pyfido2_host.py", "credman")
 	ctx := context.Background()
-	c := goHost(t, auth)
-	tok, err := c.PINToken(ctx, "1234", ctap2.PermCredentialManagement, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, tok := goHost(t, auth)
 	rps, err := c.EnumerateRPs(ctx, tok)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +228,7 @@ func TestPythonFido2Config(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { auth.Close() })
-	runPythonHost(t, auth, "config")
+	runPython(t, auth, pythonOptions{}, "pyfido2_host.py", "config")
 	info, err := auth.Info()
 	if err != nil {
 		t.Fatal(err)
@@ -232,13 +243,9 @@ func TestPythonFido2Config(t *testing.T) {
 // stored, with the largeBlobKey credential management reports.
 func TestPythonFido2LargeBlobs(t *testing.T) {
 	auth := newPythonSoftkey(t, softkey.Config{})
-	runPythonHost(t, auth, "blobs")
+	runPython(t, auth, pythonOptions{}, "pyfido2_host.py", "blobs")
 	ctx := context.Background()
-	c := goHost(t, auth)
-	tok, err := c.PINToken(ctx, "1234", ctap2.PermCredentialManagement, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, tok := goHost(t, auth)
 	h := ctap2.RPIDHash("example.com")
 	creds, err := c.EnumerateCredentials(ctx, tok, h[:])
 	if err != nil {

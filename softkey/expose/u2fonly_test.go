@@ -1,13 +1,9 @@
 package expose
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os/exec"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/ctapkit/ctapkit/ctap2"
 	"github.com/ctapkit/ctapkit/ctap2/ctap1"
@@ -50,38 +46,6 @@ func TestInProcessU2FOnly(t *testing.T) {
 // U2F-only key as one, falls back to CTAP1, and registers and signs in through it
 // (testdata/pyfido2_u2fonly.py).
 func TestPythonFido2U2FOnly(t *testing.T) {
-	py := pythonFido2(t)
-	auth, err := softkey.New(store.NewMemory(store.Meta{}), softkey.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer auth.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, py, "testdata/pyfido2_u2fonly.py")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	toHost, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromHost, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	srv := ctaphid.NewServer(auth, ctaphid.ServerOptions{Capabilities: u2fOnlyCapabilities})
-	serveCtx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(serveCtx, newStreamConn(fromHost, toHost)) }()
-	waitErr := cmd.Wait()
-	stop()
-	<-served
-	out := strings.TrimSpace(stderr.String())
-	if waitErr != nil {
-		t.Fatalf("python-fido2 U2F-only: %v\n%s", waitErr, out)
-	}
-	t.Logf("python-fido2 U2F-only:\n%s", out)
+	auth := newPythonSoftkey(t, softkey.Config{})
+	runPython(t, auth, pythonOptions{U2FOnly: true}, "pyfido2_u2fonly.py")
 }

@@ -10,7 +10,8 @@ from fido2.ctap import CtapError
 from fido2.ctap2.extensions import HmacSecretExtension
 from fido2.ctap2.pin import ClientPin, PinProtocolV1, PinProtocolV2
 
-from pyfido2_host import ES256, RP, check, log, open_ctap
+from pipehid import check, log, open_ctap
+from pyfido2_host import ES256, RP
 
 PIN = "1234"
 PERMS = ClientPin.PERMISSION.MAKE_CREDENTIAL | ClientPin.PERMISSION.GET_ASSERTION

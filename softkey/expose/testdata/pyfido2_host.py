@@ -1,7 +1,7 @@
 """python-fido2 as an independent host: its own CTAPHID and CTAP2 code drives the
-softkey through 64-byte packets on stdin/stdout (the Go test serves the softkey's
-ctaphid.Server on the other ends). Usage: pyfido2_host.py SCENARIO. Progress and
-failures go to stderr; the exit status says whether the scenario held.
+softkey through 64-byte packets on stdin/stdout (pipehid.py; the Go test serves the
+softkey's ctaphid.Server on the other ends). Usage: pyfido2_host.py SCENARIO.
+Progress and failures go to stderr; the exit status says whether the scenario held.
 """
 import hashlib
 import os
@@ -10,8 +10,6 @@ import sys
 from fido2.attestation import PackedAttestation
 from fido2.ctap2 import Ctap2
 from fido2.ctap2.pin import ClientPin, PinProtocolV1, PinProtocolV2
-from fido2.hid import CtapHidDevice
-from fido2.hid.base import CtapHidConnection, HidDescriptor
 import struct
 
 from fido2 import cbor
@@ -24,40 +22,10 @@ from fido2.ctap2.config import Config
 from fido2.ctap2.credman import CredentialManagement
 from fido2.utils import sha256
 
-PACKET = 64
+from pipehid import check, log, open_ctap
+
 RP = {"id": "example.com", "name": "Example"}
 ES256 = [{"type": "public-key", "alg": -7}]
-
-
-class PipeConnection(CtapHidConnection):
-    """HID reports as fixed 64-byte records on stdin/stdout."""
-
-    def read_packet(self):
-        data = sys.stdin.buffer.read(PACKET)
-        if len(data) != PACKET:
-            raise OSError("softkey closed the pipe")
-        return data
-
-    def write_packet(self, data):
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-
-    def close(self):
-        pass
-
-
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def open_ctap():
-    dev = CtapHidDevice(HidDescriptor("pipe", 0, 0, PACKET, PACKET), PipeConnection())
-    return dev, Ctap2(dev)  # strict_cbor: non-canonical replies raise
 
 
 def register(ctap, name, rk, **kw):

@@ -1,50 +1,22 @@
 """python-fido2's CTAP1/U2F code against the softkey: its own APDU framing
 (00 INS P1 P2 00 Lc1 Lc2 data 00 00, VERSION with a zero Lc), RegistrationData and
 SignatureData verification, fido-u2f attestation, and credentials crossing between
-U2F and CTAP2 in both directions. The device is 64-byte HID reports on stdin/stdout,
-as in pyfido2_host.py. Progress and failures go to stderr; the exit status is the
-verdict.
+U2F and CTAP2 in both directions. The device is 64-byte HID reports on stdin/stdout
+(pipehid.py), as in pyfido2_host.py. Progress and failures go to stderr; the exit
+status is the verdict.
 """
 import hashlib
 import os
-import sys
 
 from fido2.attestation import FidoU2FAttestation
 from fido2.cose import ES256
 from fido2.ctap1 import APDU, ApduError, Ctap1
 from fido2.ctap2 import AttestationObject, Ctap2
-from fido2.hid import CtapHidDevice
-from fido2.hid.base import CtapHidConnection, HidDescriptor
 
-PACKET = 64
+from pipehid import check, log, open_device
+
 RP_ID = "example.com"
 APP = hashlib.sha256(RP_ID.encode()).digest()
-
-
-class PipeConnection(CtapHidConnection):
-    """HID reports as fixed 64-byte records on stdin/stdout."""
-
-    def read_packet(self):
-        data = sys.stdin.buffer.read(PACKET)
-        if len(data) != PACKET:
-            raise OSError("softkey closed the pipe")
-        return data
-
-    def write_packet(self, data):
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-
-    def close(self):
-        pass
-
-
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def expect_apdu_error(code, fn, *args):
@@ -57,7 +29,7 @@ def expect_apdu_error(code, fn, *args):
 
 
 def main():
-    dev = CtapHidDevice(HidDescriptor("pipe", 0, 0, PACKET, PACKET), PipeConnection())
+    dev = open_device()
     ctap1 = Ctap1(dev)
     ctap2 = Ctap2(dev)
 

@@ -1,52 +1,26 @@
 """python-fido2's WebAuthn client against the softkey served as a U2F-only key
 (CTAPHID INIT without the CBOR capability): python-fido2 must see no CTAP2, fall back
 to its CTAP1 backend, and register (fido-u2f attestation) and sign in through U2F,
-as it does with old keys. The device is 64-byte HID reports on stdin/stdout, as in
-pyfido2_host.py. Progress and failures go to stderr; the exit status is the verdict.
+as it does with old keys. The device is 64-byte HID reports on stdin/stdout
+(pipehid.py), as in pyfido2_host.py. Progress and failures go to stderr; the exit
+status is the verdict.
 """
 import os
-import sys
 
 from fido2.attestation import FidoU2FAttestation
 from fido2.client import ClientError, Fido2Client
 from fido2.ctap import CtapError
 from fido2.ctap2 import Ctap2
-from fido2.hid import CAPABILITY, CtapHidDevice
-from fido2.hid.base import CtapHidConnection, HidDescriptor
+from fido2.hid import CAPABILITY
 
-PACKET = 64
+from pipehid import check, log, open_device
+
 RP = {"id": "example.com", "name": "Example"}
 USER = {"id": b"user-1", "name": "alice"}
 
 
-class PipeConnection(CtapHidConnection):
-    """HID reports as fixed 64-byte records on stdin/stdout."""
-
-    def read_packet(self):
-        data = sys.stdin.buffer.read(PACKET)
-        if len(data) != PACKET:
-            raise OSError("softkey closed the pipe")
-        return data
-
-    def write_packet(self, data):
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-
-    def close(self):
-        pass
-
-
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
 def main():
-    dev = CtapHidDevice(HidDescriptor("pipe", 0, 0, PACKET, PACKET), PipeConnection())
+    dev = open_device()
     check(not dev.capabilities & CAPABILITY.CBOR, "capabilities 0x%02x include CBOR" % dev.capabilities)
     check(not dev.capabilities & CAPABILITY.NMSG, "capabilities 0x%02x exclude MSG" % dev.capabilities)
     try:
