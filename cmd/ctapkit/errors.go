@@ -71,7 +71,8 @@ func exitCode(err error) int {
 // line). CTAP status errors carry their spec name, e.g. CTAP2_ERR_NO_CREDENTIALS.
 func errorMessage(err error) (line, hint string) {
 	line = err.Error()
-	if st, ok := ctap2.StatusOf(err); ok && !strings.Contains(line, st.Description()) {
+	var pinErr *ctap2.PINError
+	if st, ok := ctap2.StatusOf(err); ok && !errors.As(err, &pinErr) && !strings.Contains(line, st.Description()) {
 		line += " (" + st.Description() + ")"
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

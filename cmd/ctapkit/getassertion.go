@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -103,7 +104,8 @@ type assertionJSON struct {
 	HMACSecret   *hmacSecretJSON `json:"hmacSecret,omitempty"`
 	LargeBlobKey string          `json:"largeBlobKey,omitempty"`
 
-	flags ctap2.AuthFlags
+	flags      ctap2.AuthFlags
+	extensions string // human summary
 }
 
 type getAssertionJSON struct {
@@ -164,6 +166,7 @@ func (a *app) runGetAssertion(cmd *cobra.Command, o *getAssertionOptions) error 
 			Flags:        newFlagsJSON(ad.Flags),
 			Extensions:   extensionsJSON(ad.Extensions),
 			flags:        ad.Flags,
+			extensions:   extensionSummary(ad.Extensions),
 		}
 		if len(r.LargeBlobKey) > 0 {
 			aj.LargeBlobKey = b64(r.LargeBlobKey)
@@ -209,8 +212,17 @@ func writeGetAssertionHuman(w io.Writer, o *getAssertionJSON) error {
 			{"User", user},
 			{"Sign count", fmt.Sprint(as.SignCount)},
 			{"Flags", as.flags.String()},
-			{"Signature", as.Signature},
 		}
+		if as.extensions != "" {
+			rows = append(rows, row{"Extensions", as.extensions})
+		}
+		if h := as.HMACSecret; h != nil {
+			rows = append(rows, row{"hmac-secret", strings.TrimSuffix(h.Output1+" "+h.Output2, " ")})
+		}
+		if as.LargeBlobKey != "" {
+			rows = append(rows, row{"Large blob key", as.LargeBlobKey})
+		}
+		rows = append(rows, row{"Signature", as.Signature})
 		if len(o.Assertions) > 1 {
 			fmt.Fprintf(w, "Assertion %d of %d\n", i+1, len(o.Assertions))
 		}

@@ -186,6 +186,8 @@ type makeCredentialJSON struct {
 	AttestationVerified bool      `json:"attestationVerified"`
 	Transport           string    `json:"transport"`
 	Device              string    `json:"device"`
+
+	extensions string // human summary
 }
 
 func (a *app) runMakeCredential(cmd *cobra.Command, o *makeCredentialOptions) error {
@@ -234,6 +236,7 @@ func (a *app) runMakeCredential(cmd *cobra.Command, o *makeCredentialOptions) er
 		SignCount:           ad.SignCount,
 		Flags:               newFlagsJSON(ad.Flags),
 		Extensions:          extensionsJSON(ad.Extensions),
+		extensions:          extensionSummary(ad.Extensions),
 		AttestationVerified: attErr == nil,
 		Transport:           s.dev.Info().Transport,
 		Device:              s.dev.Info().URI,
@@ -276,14 +279,20 @@ func writeMakeCredentialHuman(w io.Writer, o *makeCredentialJSON, alg ctap2.COSE
 	case o.Fmt != ctap2.FormatNone:
 		att += ", verified"
 	}
-	return writeTable(w, []row{
+	rows := []row{
 		{"Credential ID", o.CredentialID},
 		{"Algorithm", alg.String()},
 		{"AAGUID", o.AAGUID},
 		{"Attestation", att},
 		{"Sign count", fmt.Sprint(o.SignCount)},
 		{"Flags", flags.String()},
-		{"Device", o.Device},
-		{"Public key", o.PublicKeyPEM},
-	})
+	}
+	if o.extensions != "" {
+		rows = append(rows, row{"Extensions", o.extensions})
+	}
+	if o.LargeBlobKey != "" {
+		rows = append(rows, row{"Large blob key", o.LargeBlobKey})
+	}
+	rows = append(rows, row{"Device", o.Device}, row{"Public key", o.PublicKeyPEM})
+	return writeTable(w, rows)
 }

@@ -135,7 +135,8 @@ func (a *app) pinRetriesCommand() *cobra.Command {
 			if a.json {
 				return writeJSON(a.io.Out, out)
 			}
-			rows := []row{{"PIN retries", fmt.Sprint(out.PINRetries)}}
+			pinSet, _ := info.Option("clientPin")
+			rows := []row{{"PIN set", yesNo(pinSet)}, {"PIN retries", fmt.Sprint(out.PINRetries)}}
 			if out.UVRetries != nil {
 				rows = append(rows, row{"UV retries", fmt.Sprint(*out.UVRetries)})
 			}

@@ -35,7 +35,8 @@ func (a *app) currentPIN(f *pinFlag) (string, error) {
 		return pin, nil
 	}
 	if !a.io.CanPrompt() {
-		return "", usageErrorf("a PIN is needed: set %s (or use a terminal to be asked)", envPIN)
+		return "", withHint(usageErrorf("this key has a PIN and no terminal is attached to ask for it"),
+			"set "+envPIN+" (or pass --pin, which other users can see)")
 	}
 	return a.promptPIN("PIN")
 }
@@ -48,7 +49,7 @@ func (a *app) newPIN(env string, minLength int) (string, error) {
 		return pin, checkPINFormat(pin, minLength)
 	}
 	if !a.io.CanPrompt() {
-		return "", usageErrorf("a new PIN is needed: set %s (or use a terminal to be asked)", env)
+		return "", withHint(usageErrorf("a new PIN is needed and no terminal is attached to ask for it"), "set "+env)
 	}
 	for {
 		pin, err := a.promptPIN("New PIN")

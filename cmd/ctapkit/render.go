@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -134,5 +135,41 @@ func optionList(opts map[string]bool) string {
 			parts = append(parts, k+"=false")
 		}
 	}
+	return strings.Join(parts, ", ")
+}
+
+// extensionSummary is the human form of authenticator-data extension outputs,
+// e.g. "credProtect=2, hmac-secret, credBlob stored"; "" when there are none.
+func extensionSummary(raw []byte) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	o, err := ctap2.ParseExtensionOutputs(raw)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	var parts []string
+	if o.CredProtect != 0 {
+		parts = append(parts, fmt.Sprintf("credProtect=%d", o.CredProtect))
+	}
+	if o.HMACSecret != nil && *o.HMACSecret {
+		parts = append(parts, "hmac-secret")
+	}
+	if len(o.HMACSecretOutput) > 0 || len(o.HMACSecretMC) > 0 {
+		parts = append(parts, "hmac-secret output")
+	}
+	if o.CredBlobStored != nil {
+		parts = append(parts, "credBlob "+map[bool]string{true: "stored", false: "not stored"}[*o.CredBlobStored])
+	}
+	if o.CredBlob != nil {
+		parts = append(parts, "credBlob="+hex.EncodeToString(o.CredBlob))
+	}
+	if o.MinPINLength != nil {
+		parts = append(parts, fmt.Sprintf("minPinLength=%d", *o.MinPINLength))
+	}
+	for name := range o.Other {
+		parts = append(parts, name)
+	}
+	slices.Sort(parts[len(parts)-len(o.Other):])
 	return strings.Join(parts, ", ")
 }
