@@ -70,15 +70,11 @@ when it differs.`,
 			default:
 				return usageErrorf("always-uv: want on or off, got %q", printable(args[0]))
 			}
-			ctx, s, done, err := a.beginSession(cmd.Context())
+			ctx, s, info, done, err := a.beginSessionInfo(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			info, err := s.client.Info(ctx)
-			if err != nil {
-				return err
-			}
 			cur, present := info.Option("alwaysUv")
 			if !present {
 				return errors.New("this key has no alwaysUv setting (no alwaysUv option in getInfo)")
@@ -154,15 +150,11 @@ minPinLength extension. N may be left out to change only those or to force a cha
 			if newMin == 0 && len(rpIDs) == 0 && !forceChange {
 				return usageErrorf("give a new minimum length, --rp or --force-change")
 			}
-			ctx, s, done, err := a.beginSession(cmd.Context())
+			ctx, s, info, done, err := a.beginSessionInfo(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			info, err := s.client.Info(ctx)
-			if err != nil {
-				return err
-			}
 			cur := max(info.MinPINLength, ctap2.DefaultMinPINLength)
 			if newMin != 0 && newMin < cur {
 				return usageErrorf("min-pin-length: the minimum can only grow: it is %d, so %d is not possible (only a reset lowers it)", cur, newMin)
@@ -227,15 +219,11 @@ lists may then ask for an attestation that identifies this very key
 		Example: "  ctapkit config enterprise-attestation",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, s, done, err := a.beginSession(cmd.Context())
+			ctx, s, info, done, err := a.beginSessionInfo(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			info, err := s.client.Info(ctx)
-			if err != nil {
-				return err
-			}
 			ep, present := info.Option("ep")
 			if !present {
 				return errors.New("this key does not support enterprise attestation (no ep option in getInfo)")

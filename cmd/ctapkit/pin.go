@@ -28,15 +28,11 @@ func (a *app) pinSetCommand() *cobra.Command {
 		Example: "  ctapkit pin set\n  CTAPKIT_PIN=123456 ctapkit -d soft:./sk.db pin set",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, s, done, err := a.beginSession(cmd.Context())
+			ctx, s, info, done, err := a.beginSessionInfo(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			info, err := s.client.Info(ctx)
-			if err != nil {
-				return err
-			}
 			if set, supported := info.Option("clientPin"); !supported {
 				return fmt.Errorf("pin set: this key does not support a PIN")
 			} else if set {
@@ -62,15 +58,11 @@ func (a *app) pinChangeCommand() *cobra.Command {
 		Example: "  ctapkit pin change\n  CTAPKIT_PIN=123456 CTAPKIT_NEW_PIN=654321 ctapkit pin change",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, s, done, err := a.beginSession(cmd.Context())
+			ctx, s, info, done, err := a.beginSessionInfo(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			info, err := s.client.Info(ctx)
-			if err != nil {
-				return err
-			}
 			if set, _ := info.Option("clientPin"); !set {
 				return fmt.Errorf("pin change: the key has no PIN yet; use 'ctapkit pin set'")
 			}

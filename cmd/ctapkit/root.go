@@ -149,6 +149,20 @@ func (a *app) beginSession(parent context.Context) (ctx context.Context, s *sess
 	return ctx, s, func() { s.Close(); cancel() }, nil
 }
 
+// beginSessionInfo is beginSession for commands that start from the key's getInfo.
+func (a *app) beginSessionInfo(parent context.Context) (context.Context, *session, *ctap2.Info, func(), error) {
+	ctx, s, done, err := a.beginSession(parent)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	info, err := s.client.Info(ctx)
+	if err != nil {
+		done()
+		return nil, nil, nil, nil, err
+	}
+	return ctx, s, info, done, nil
+}
+
 // session is an open device with a CTAP2 client and the user-facing touch notice.
 type session struct {
 	dev    transport.Device
