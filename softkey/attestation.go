@@ -32,7 +32,7 @@ func (a *Authenticator) attest(alg ctap2.COSEAlgorithm, credKey crypto.Signer, a
 	if err != nil {
 		return "", nil, ctap2.ErrOther
 	}
-	stmt.Sig = sig
+	stmt.Sig = a.cfg.Faults.attestationSig(sig)
 	out, err := ctap2.Marshal(stmt)
 	if err != nil {
 		return "", nil, ctap2.ErrOther

@@ -19,6 +19,7 @@ type signCounter struct {
 	st      store.Store
 	value   uint32
 	ceiling uint32
+	frozen  bool // Faults.FrozenCounter: stays at its first non-zero value
 }
 
 func newSignCounter(st store.Store) (*signCounter, error) {
@@ -33,7 +34,7 @@ func newSignCounter(st store.Store) (*signCounter, error) {
 // At the top of the range it stays at math.MaxUint32, which RPs read as a
 // possibly cloned authenticator rather than as a wrapped-around counter.
 func (c *signCounter) next() (uint32, error) {
-	if c.value == math.MaxUint32 {
+	if c.value == math.MaxUint32 || (c.frozen && c.value > 0) {
 		return c.value, nil
 	}
 	if c.value >= c.ceiling {

@@ -14,6 +14,13 @@ import (
 // cancelled when the host cancels; status reports keepalive states while the
 // softkey waits for a touch.
 func (a *Authenticator) HandleCBOR(ctx context.Context, req []byte, status func(byte)) []byte {
+	if a.cfg.Faults != nil {
+		return a.cfg.Faults.serveCBOR(ctx, req, status, a.handleCBOR)
+	}
+	return a.handleCBOR(ctx, req, status)
+}
+
+func (a *Authenticator) handleCBOR(ctx context.Context, req []byte, status func(byte)) []byte {
 	resp, err := a.handle(ctx, req, status)
 	if err != nil {
 		return []byte{byte(statusOf(err))}

@@ -81,7 +81,7 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 			return nil, err
 		}
 		// credProtect 3 credentials are invisible here without UV (§12.1).
-		if c != nil && c.usable(verified&ctap2.FlagUV != 0, true) {
+		if c != nil && c.usable(verified&ctap2.FlagUV != 0 || a.cfg.Faults.ignoreCredProtect(), true) {
 			// The touch is collected so a host cannot probe silently, then the answer
 			// is EXCLUDED whatever the user did (step 9).
 			if !present {

@@ -33,6 +33,7 @@ func (a *Authenticator) userPresence(ctx context.Context, rpID string, status fu
 	ok, err := ask(wait, rpID)
 	switch {
 	case ctx.Err() != nil:
+		a.cfg.Faults.lateCancel()
 		return ctap2.ErrKeepaliveCancel
 	case errors.Is(wait.Err(), context.DeadlineExceeded):
 		return ctap2.ErrUserActionTimeout

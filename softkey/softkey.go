@@ -93,6 +93,9 @@ type Config struct {
 
 	// UV simulates built-in user verification; empty means UVNone (PIN only).
 	UV UVMode
+
+	// Faults, when set, breaks the softkey on purpose for host tests (faults.go).
+	Faults *Faults
 }
 
 const (
@@ -202,6 +205,7 @@ func New(st store.Store, cfg Config) (*Authenticator, error) {
 	if a.counter, err = newSignCounter(st); err != nil {
 		return nil, err
 	}
+	a.counter.frozen = cfg.Faults.frozenCounter()
 	a.powerUp = cfg.Now()
 	a.u2fState.window = u2fTouchWindow
 	a.info = a.buildInfo()

@@ -112,7 +112,7 @@ func (a *Authenticator) u2fRegister(data []byte) ([]byte, ctap1.StatusWord) {
 	if err != nil {
 		return nil, ctap1.SWUnknown
 	}
-	out, err := (&ctap1.RegisterResponse{PublicKey: pub, KeyHandle: kh, Certificate: cert, Signature: sig}).Marshal()
+	out, err := (&ctap1.RegisterResponse{PublicKey: pub, KeyHandle: kh, Certificate: cert, Signature: a.cfg.Faults.attestationSig(sig)}).Marshal()
 	if err != nil {
 		return nil, ctap1.SWUnknown
 	}
@@ -161,7 +161,7 @@ func (a *Authenticator) u2fAuthenticate(p1 byte, data []byte) ([]byte, ctap1.Sta
 	if err != nil {
 		return nil, ctap1.SWUnknown
 	}
-	return (&ctap1.AuthenticateResponse{UserPresence: up, Counter: count, Signature: sig}).Marshal(), ctap1.SWNoError
+	return (&ctap1.AuthenticateResponse{UserPresence: up, Counter: count, Signature: a.cfg.Faults.assertionSig(sig)}).Marshal(), ctap1.SWNoError
 }
 
 // u2fCredential finds the credential a key handle names for an application: any
