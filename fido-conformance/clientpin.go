@@ -117,9 +117,46 @@ func (s *pinSession) token(t *T, pin string, perms ctap2.Permission, rpID string
 	return &ctap2.PINToken{Protocol: s.p, Token: tok, Permissions: perms, RPID: rpID}, nil
 }
 
+// requireMcGaPIN skips the case on keys that refuse mc and ga permissions to
+// PIN tokens (noMcGaPermissionsWithClientPin: those need built-in UV).
+func requireMcGaPIN(t *T) {
+	if v, _ := t.Info().Option("noMcGaPermissionsWithClientPin"); v {
+		t.Skipf("the key gives PIN tokens no mc/ga permissions (noMcGaPermissionsWithClientPin)")
+	}
+}
+
+// attemptPerm is a permission (and RP ID) the key grants a PIN token, for
+// cases that only care whether the PIN is accepted: ga, or on keys that keep
+// mc/ga from PIN tokens, one of cm, acfg and lbw.
+func attemptPerm(t *T) (ctap2.Permission, string) {
+	perm, rpID, ok := grantedPerm(t.Info())
+	if !ok {
+		t.Skipf("the key grants PIN tokens none of the permissions ga, cm, acfg and lbw")
+	}
+	return perm, rpID
+}
+
+func grantedPerm(info *ctap2.Info) (ctap2.Permission, string, bool) {
+	if v, _ := info.Option("noMcGaPermissionsWithClientPin"); !v {
+		return ctap2.PermGetAssertion, "conformance.example", true
+	}
+	for _, c := range []struct {
+		opt  string
+		perm ctap2.Permission
+	}{{"credMgmt", ctap2.PermCredentialManagement}, {"authnrCfg", ctap2.PermAuthenticatorConfig}, {"largeBlobs", ctap2.PermLargeBlobWrite}} {
+		if v, _ := info.Option(c.opt); v {
+			return c.perm, "", true
+		}
+	}
+	return 0, "", false
+}
+
 // tokenWith gets a token under protocol p with the suite's PIN; a failure ends
 // the case.
 func tokenWith(t *T, p ctap2.PINProtocol, perms ctap2.Permission, rpID string) *ctap2.PINToken {
+	if perms&(ctap2.PermMakeCredential|ctap2.PermGetAssertion) != 0 {
+		requireMcGaPIN(t)
+	}
 	tok, err := newPINSession(t, p).token(t, t.Target().PIN, perms, rpID)
 	t.Must(fmt.Sprintf("getting a PIN token (protocol %d)", p.Version()), err)
 	return tok
@@ -135,7 +172,16 @@ func pinRetries(t *T) (int, bool) {
 // restoreRetries gets a token with the right PIN, which sets the retries back
 // to the maximum; cases that spent attempts call it on their way out.
 func restoreRetries(t *T) {
-	if _, err := t.Client().PINToken(t.Context(), t.Target().PIN, ctap2.PermGetAssertion, "conformance.example"); err != nil {
+	info, err := t.Client().Info(t.Context())
+	if err != nil {
+		t.Logf("cleanup: getInfo: %v", err)
+		return
+	}
+	perm, rpID, ok := grantedPerm(info)
+	if !ok {
+		perm = ctap2.PermGetAssertion
+	}
+	if _, err := t.Client().PINToken(t.Context(), t.Target().PIN, perm, rpID); err != nil {
 		t.Logf("restoring the PIN retries with the right PIN: %s", statusName(err))
 	}
 }
@@ -190,6 +236,7 @@ func mcToken(t *T, rpID string, rk bool) *ctap2.PINToken {
 		}
 		t.Skipf("the key has a PIN, but none was given to the suite")
 	}
+	requireMcGaPIN(t)
 	return t.PINToken(ctap2.PermMakeCredential, rpID)
 }
 
@@ -373,11 +420,12 @@ func init() {
 			Description: "a wrong PIN gives PIN_INVALID and costs exactly one retry, under each PIN protocol",
 			Run: func(t *T) {
 				t.EnsurePIN()
+				perm, rpID := attemptPerm(t)
 				t.Cleanup(func() { restoreRetries(t) })
 				for _, p := range pinProtocols(t) {
-					tokenWith(t, p, ctap2.PermGetAssertion, "conformance.example") // retries back at the maximum
+					tokenWith(t, p, perm, rpID) // retries back at the maximum
 					before, _ := pinRetries(t)
-					_, err := newPINSession(t, p).token(t, wrongPIN(t), ctap2.PermGetAssertion, "conformance.example")
+					_, err := newPINSession(t, p).token(t, wrongPIN(t), perm, rpID)
 					t.ExpectStatus(fmt.Sprintf("PIN token request with a wrong PIN (protocol %d)", p.Version()), err, ctap2.ErrPINInvalid)
 					after, _ := pinRetries(t)
 					if after != before-1 {
@@ -389,11 +437,12 @@ func init() {
 			Description: "after a wrong PIN the key agreement key changes, and a request under the old one fails even with the right PIN",
 			Run: func(t *T) {
 				pin := t.EnsurePIN()
+				perm, rpID := attemptPerm(t)
 				t.Cleanup(func() { restoreRetries(t) })
 				for _, p := range pinProtocols(t) {
-					tokenWith(t, p, ctap2.PermGetAssertion, "conformance.example")
+					tokenWith(t, p, perm, rpID)
 					old := newPINSession(t, p)
-					_, err := old.token(t, wrongPIN(t), ctap2.PermGetAssertion, "conformance.example")
+					_, err := old.token(t, wrongPIN(t), perm, rpID)
 					if !t.ExpectStatus(fmt.Sprintf("PIN token request with a wrong PIN (protocol %d)", p.Version()), err, ctap2.ErrPINInvalid) {
 						continue
 					}
@@ -402,7 +451,7 @@ func init() {
 					if bytes.Equal(now, old.peer) {
 						t.Errorf("getKeyAgreement after a wrong PIN (protocol %d): observed the same key, expected a new one", p.Version())
 					}
-					_, err = old.token(t, pin, ctap2.PermGetAssertion, "conformance.example")
+					_, err = old.token(t, pin, perm, rpID)
 					t.ExpectStatus(fmt.Sprintf("right PIN under the key agreement from before the mismatch (protocol %d)", p.Version()), err, ctap2.ErrPINInvalid)
 				}
 			}},
@@ -410,13 +459,14 @@ func init() {
 			Description: "the right PIN after a wrong one sets pinRetries back to the maximum",
 			Run: func(t *T) {
 				pin := t.EnsurePIN()
+				perm, rpID := attemptPerm(t)
 				t.Cleanup(func() { restoreRetries(t) })
 				for _, p := range pinProtocols(t) {
-					tokenWith(t, p, ctap2.PermGetAssertion, "conformance.example")
+					tokenWith(t, p, perm, rpID)
 					full, _ := pinRetries(t)
-					_, err := newPINSession(t, p).token(t, wrongPIN(t), ctap2.PermGetAssertion, "conformance.example")
+					_, err := newPINSession(t, p).token(t, wrongPIN(t), perm, rpID)
 					t.ExpectStatus(fmt.Sprintf("PIN token request with a wrong PIN (protocol %d)", p.Version()), err, ctap2.ErrPINInvalid)
-					_, err = newPINSession(t, p).token(t, pin, ctap2.PermGetAssertion, "conformance.example")
+					_, err = newPINSession(t, p).token(t, pin, perm, rpID)
 					if !t.ExpectStatus(fmt.Sprintf("PIN token request with the right PIN (protocol %d)", p.Version()), err, ctap2.StatusOK) {
 						continue
 					}
@@ -432,11 +482,12 @@ func init() {
 			Description: "three wrong PINs in a row give PIN_AUTH_BLOCKED and powerCycleState; the right PIN works only after a power cycle",
 			Run: func(t *T) {
 				pin := t.EnsurePIN()
+				perm, rpID := attemptPerm(t)
 				if t.Target().PowerCycle == nil {
 					t.Skipf("the target cannot power-cycle the key (no Target.PowerCycle)")
 				}
 				p := pinProtocols(t)[0]
-				tokenWith(t, p, ctap2.PermGetAssertion, "conformance.example")
+				tokenWith(t, p, perm, rpID)
 				full, _ := pinRetries(t)
 				if full < 7 {
 					t.Skipf("only %d PIN retries: three wrong PINs would leave fewer than 4", full)
@@ -454,7 +505,7 @@ func init() {
 					if i == 3 {
 						want = ctap2.ErrPINAuthBlocked
 					}
-					_, err := newPINSession(t, p).token(t, wrongPIN(t), ctap2.PermGetAssertion, "conformance.example")
+					_, err := newPINSession(t, p).token(t, wrongPIN(t), perm, rpID)
 					if !t.ExpectStatus(fmt.Sprintf("wrong PIN %d of 3 in a row", i), err, want) && i < 3 {
 						t.Fatalf("stopping before the key blocks its PIN")
 					}
@@ -466,7 +517,7 @@ func init() {
 				if n != full-3 {
 					t.Errorf("pinRetries after three wrong PINs: observed %d, expected %d", n, full-3)
 				}
-				_, err := newPINSession(t, p).token(t, pin, ctap2.PermGetAssertion, "conformance.example")
+				_, err := newPINSession(t, p).token(t, pin, perm, rpID)
 				t.ExpectStatus("the right PIN before a power cycle", err, ctap2.ErrPINAuthBlocked)
 				if n2, _ := pinRetries(t); n2 != n {
 					t.Errorf("pinRetries after a blocked attempt: observed %d, expected %d (no attempt spent while blocked)", n2, n)
@@ -479,7 +530,7 @@ func init() {
 				if n3 != n {
 					t.Errorf("pinRetries after a power cycle: observed %d, expected %d (retries persist)", n3, n)
 				}
-				_, err = newPINSession(t, p).token(t, pin, ctap2.PermGetAssertion, "conformance.example")
+				_, err = newPINSession(t, p).token(t, pin, perm, rpID)
 				t.ExpectStatus("the right PIN after a power cycle", err, ctap2.StatusOK)
 				if n4, _ := pinRetries(t); err == nil && n4 != full {
 					t.Errorf("pinRetries after the right PIN: observed %d, expected %d", n4, full)

@@ -41,7 +41,7 @@ func lbRestore(t *T, orig []byte) {
 			return
 		}
 		var tok *ctap2.PINToken
-		if pinKnown(t) {
+		if info, err := t.Client().Info(t.Context()); err == nil && info.Options["clientPin"] && t.Target().PIN != "" {
 			if tok, err = t.Client().PINToken(t.Context(), t.Target().PIN, ctap2.PermLargeBlobWrite, ""); err != nil {
 				t.Errorf("cleanup: getting an lbw token: %s", statusName(err))
 				return
