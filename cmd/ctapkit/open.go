@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/manifoldco/promptui"
 
 	"github.com/ctapkit/ctapkit/ctap2"
 	"github.com/ctapkit/ctapkit/ctap2/ctap1"
+	conformance "github.com/ctapkit/ctapkit/fido-conformance"
+	"github.com/ctapkit/ctapkit/fido-conformance/softtarget"
 	"github.com/ctapkit/ctapkit/softkey"
 	"github.com/ctapkit/ctapkit/softkey/expose"
 	"github.com/ctapkit/ctapkit/softkey/store"
@@ -39,18 +42,25 @@ func newClient(dev transport.Device, keepalive func(status byte)) *ctap2.Client 
 
 // openDevice opens the device named by -d, $CTAPKIT_DEVICE, or the only attached one.
 func (a *app) openDevice(ctx context.Context) (transport.Device, error) {
+	uri, err := a.resolveDeviceURI(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.debugf("opening %s", uri)
+	return a.registry.Open(ctx, uri)
+}
+
+// resolveDeviceURI names the device to use: -d, $CTAPKIT_DEVICE, or the only
+// attached one (a prompt chooses among several on a terminal).
+func (a *app) resolveDeviceURI(ctx context.Context) (string, error) {
 	uri := a.deviceURI
 	if uri == "" {
 		uri = os.Getenv("CTAPKIT_DEVICE")
 	}
 	if uri == "" {
-		var err error
-		if uri, err = a.pickDevice(ctx); err != nil {
-			return nil, err
-		}
+		return a.pickDevice(ctx)
 	}
-	a.debugf("opening %s", uri)
-	return a.registry.Open(ctx, uri)
+	return uri, nil
 }
 
 // pickDevice applies the selection rules: one device is used; several are offered in a
@@ -87,59 +97,125 @@ func (a *app) pickDevice(ctx context.Context) (string, error) {
 // state file made by `ctapkit softkey init`. The softkey is served through real
 // CTAPHID framing over an in-memory pipe, so the host code path is the hardware one.
 func (a *app) openSoftkey(ctx context.Context, path string) (transport.Device, error) {
-	var st store.Store
-	if path == "mem" {
-		st = store.NewMemory(store.Meta{})
-	} else {
-		db, err := store.Open(path)
-		if err != nil {
-			return nil, softkeyOpenError(path, err)
-		}
-		st = db
+	knobs, err := softkeyKnobs()
+	if err != nil {
+		return nil, err
 	}
-	cfg := softkey.Config{Presence: softkey.PresenceAuto}
+	st, err := openSoftStore(path)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := softkey.New(st, knobs.cfg)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("starting softkey: %w", err)
+	}
+	dev, err := expose.InProcess(ctx, auth, expose.InProcessOptions{Info: softDeviceInfo(path), Log: a.frameLog(), U2FOnly: knobs.u2fOnly})
+	if err != nil {
+		auth.Close()
+		return nil, err
+	}
+	if knobs.hangAfter >= 0 {
+		return newHangingDevice(dev, knobs.hangAfter), nil
+	}
+	return dev, nil
+}
+
+// openSoftTarget opens a soft: device as a full conformance target: besides the
+// CTAP2 client, CTAPHID cases get a raw link to the same softkey and power cycles
+// restart it on the same state. With the U2F-only or hang test knobs it is the
+// plain device of openSoftkey instead (no raw link, no power cycles). A soft:
+// device never waits for a person: it grants (auto) or declines (deny) a touch
+// by itself, so its target has AutoPresence.
+func (a *app) openSoftTarget(ctx context.Context, path string, keepalive func(byte)) (*conformance.Target, func() error, error) {
+	knobs, err := softkeyKnobs()
+	if err != nil {
+		return nil, nil, err
+	}
+	if knobs.u2fOnly || knobs.hangAfter >= 0 {
+		dev, err := a.openSoftkey(ctx, path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &conformance.Target{Device: dev, Client: newClient(dev, keepalive), AutoPresence: true}, dev.Close, nil
+	}
+	st, err := openSoftStore(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := softtarget.New(ctx, st, knobs.cfg, softDeviceInfo(path))
+	if err != nil {
+		return nil, nil, err
+	}
+	s.AutoPresence = true
+	return s.Target, s.Close, nil
+}
+
+// softkeyConfig is what the soft: test knobs in the environment ask for.
+type softkeyConfig struct {
+	cfg       softkey.Config
+	u2fOnly   bool
+	hangAfter int // -1: never
+}
+
+// softkeyKnobs reads the soft: device knobs from the environment:
+// CTAPKIT_SOFTKEY_PRESENCE, CTAPKIT_SOFTKEY_UV, and the test knobs
+// CTAPKIT_SOFTKEY_U2F_ONLY and CTAPKIT_SOFTKEY_HANG_AFTER.
+func softkeyKnobs() (softkeyConfig, error) {
+	k := softkeyConfig{cfg: softkey.Config{Presence: softkey.PresenceAuto}, hangAfter: -1}
 	if p := os.Getenv("CTAPKIT_SOFTKEY_PRESENCE"); p != "" {
 		switch pp := softkey.PresencePolicy(p); pp {
 		case softkey.PresenceAuto, softkey.PresenceDeny:
-			cfg.Presence = pp
+			k.cfg.Presence = pp
 		default:
-			st.Close()
-			return nil, usageErrorf("CTAPKIT_SOFTKEY_PRESENCE=%q: want auto or deny", p)
+			return k, usageErrorf("CTAPKIT_SOFTKEY_PRESENCE=%q: want auto or deny", p)
 		}
 	}
 	// CTAPKIT_SOFTKEY_UV=pass|fail gives the softkey simulated built-in user
 	// verification (a fingerprint that always matches, or never does).
 	switch v := softkey.UVMode(os.Getenv("CTAPKIT_SOFTKEY_UV")); v {
 	case "", softkey.UVNone, softkey.UVPass, softkey.UVFail:
-		cfg.UV = v
+		k.cfg.UV = v
 	default:
-		st.Close()
-		return nil, usageErrorf("CTAPKIT_SOFTKEY_UV=%q: want pass, fail or none", v)
+		return k, usageErrorf("CTAPKIT_SOFTKEY_UV=%q: want pass, fail or none", v)
 	}
 	// Test knob: CTAPKIT_SOFTKEY_U2F_ONLY=1 serves the softkey as a U2F-only key (no
 	// CBOR capability), to exercise the host's U2F fallback without an old key.
-	u2fOnly := false
 	switch v := os.Getenv("CTAPKIT_SOFTKEY_U2F_ONLY"); v {
 	case "", "0":
 	case "1":
-		u2fOnly = true
+		k.u2fOnly = true
 	default:
-		st.Close()
-		return nil, usageErrorf("CTAPKIT_SOFTKEY_U2F_ONLY=%q: want 1 or 0", v)
+		return k, usageErrorf("CTAPKIT_SOFTKEY_U2F_ONLY=%q: want 1 or 0", v)
 	}
-	auth, err := softkey.New(st, cfg)
+	// Test knob: CTAPKIT_SOFTKEY_HANG_AFTER=N makes the device answer N requests and
+	// then hang (see hangingDevice), to show that commands and the conformance
+	// suite end cleanly when a key stops answering.
+	if v := os.Getenv("CTAPKIT_SOFTKEY_HANG_AFTER"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return k, usageErrorf("CTAPKIT_SOFTKEY_HANG_AFTER=%q: want a number of requests", v)
+		}
+		k.hangAfter = n
+	}
+	return k, nil
+}
+
+// openSoftStore opens the store of a soft: URI: soft:mem is a fresh in-memory one.
+func openSoftStore(path string) (store.Store, error) {
+	if path == "mem" {
+		return store.NewMemory(store.Meta{}), nil
+	}
+	db, err := store.Open(path)
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("starting softkey: %w", err)
+		return nil, softkeyOpenError(path, err)
 	}
-	info := transport.DeviceInfo{URI: "soft:" + path, Transport: "soft", Path: path,
+	return db, nil
+}
+
+func softDeviceInfo(path string) transport.DeviceInfo {
+	return transport.DeviceInfo{URI: "soft:" + path, Transport: "soft", Path: path,
 		Product: "ctapkit softkey", Manufacturer: "ctapkit"}
-	dev, err := expose.InProcess(ctx, auth, expose.InProcessOptions{Info: info, Log: a.frameLog(), U2FOnly: u2fOnly})
-	if err != nil {
-		auth.Close()
-		return nil, err
-	}
-	return dev, nil
 }
 
 // softkeyOpenError explains a state file that cannot be opened, with the fix.

@@ -116,6 +116,7 @@ soft:mem (an ephemeral softkey), hid:/dev/hidrawN, pcsc:READER, udp:HOST:PORT.`,
 		a.configCommand(),
 		a.blobCommand(),
 		a.softkeyCommand(),
+		a.conformanceCommand(),
 	)
 	return root
 }

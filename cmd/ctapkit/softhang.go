@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ctapkit/ctapkit/transport"
+	"github.com/ctapkit/ctapkit/transport/ctaphid"
+)
+
+// hangingDevice is the CTAPKIT_SOFTKEY_HANG_AFTER test knob: a device that answers
+// its first n requests and then hangs the way a key with stuck firmware does. Every
+// later request gets no reply at all, and cancelling its context does not help; it
+// returns only when the device is closed. Commands and the conformance suite must
+// still end, with failed and skipped results rather than a hang.
+type hangingDevice struct {
+	transport.Device
+	left   atomic.Int64
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newHangingDevice(dev transport.Device, n int) *hangingDevice {
+	d := &hangingDevice{Device: dev, closed: make(chan struct{})}
+	d.left.Store(int64(n))
+	return d
+}
+
+func (d *hangingDevice) Transact(ctx context.Context, cmd transport.Command, data []byte) ([]byte, error) {
+	if d.left.Add(-1) < 0 {
+		<-d.closed
+		return nil, fmt.Errorf("%v request: %w", cmd, transport.ErrClosed)
+	}
+	return d.Device.Transact(ctx, cmd, data)
+}
+
+// Capabilities passes the CTAPHID INIT capabilities through, so that the client
+// still sees a CBOR key (or a U2F-only one).
+func (d *hangingDevice) Capabilities() byte {
+	if c, ok := d.Device.(interface{ Capabilities() byte }); ok {
+		return c.Capabilities()
+	}
+	return ctaphid.CapCBOR
+}
+
+func (d *hangingDevice) Close() error {
+	d.once.Do(func() { close(d.closed) })
+	return d.Device.Close()
+}
