@@ -116,7 +116,7 @@ func (a *app) openSoftkey(ctx context.Context, path string) (transport.Device, e
 		return nil, err
 	}
 	if knobs.hangAfter >= 0 {
-		return newHangingDevice(dev, knobs.hangAfter), nil
+		return newHangingDevice(dev, knobs.hangAfter, knobs.unplug), nil
 	}
 	return dev, nil
 }
@@ -155,7 +155,8 @@ func (a *app) openSoftTarget(ctx context.Context, path string, keepalive func(by
 type softkeyConfig struct {
 	cfg       softkey.Config
 	u2fOnly   bool
-	hangAfter int // -1: never
+	hangAfter int  // -1: never
+	unplug    bool // after hangAfter requests it is gone rather than hung
 }
 
 // softkeyKnobs reads the soft: device knobs from the environment:
@@ -188,15 +189,23 @@ func softkeyKnobs() (softkeyConfig, error) {
 	default:
 		return k, usageErrorf("CTAPKIT_SOFTKEY_U2F_ONLY=%q: want 1 or 0", v)
 	}
-	// Test knob: CTAPKIT_SOFTKEY_HANG_AFTER=N makes the device answer N requests and
-	// then hang (see hangingDevice), to show that commands and the conformance
-	// suite end cleanly when a key stops answering.
-	if v := os.Getenv("CTAPKIT_SOFTKEY_HANG_AFTER"); v != "" {
+	// Test knobs: CTAPKIT_SOFTKEY_HANG_AFTER=N makes the device answer N requests
+	// and then hang, CTAPKIT_SOFTKEY_UNPLUG_AFTER=N then vanish (see
+	// hangingDevice), to show that commands and the conformance suite end cleanly
+	// when a key stops answering.
+	for _, knob := range []struct {
+		env    string
+		unplug bool
+	}{{"CTAPKIT_SOFTKEY_HANG_AFTER", false}, {"CTAPKIT_SOFTKEY_UNPLUG_AFTER", true}} {
+		v := os.Getenv(knob.env)
+		if v == "" {
+			continue
+		}
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return k, usageErrorf("CTAPKIT_SOFTKEY_HANG_AFTER=%q: want a number of requests", v)
+			return k, usageErrorf("%s=%q: want a number of requests", knob.env, v)
 		}
-		k.hangAfter = n
+		k.hangAfter, k.unplug = n, knob.unplug
 	}
 	return k, nil
 }

@@ -10,26 +10,32 @@ import (
 	"github.com/ctapkit/ctapkit/transport/ctaphid"
 )
 
-// hangingDevice is the CTAPKIT_SOFTKEY_HANG_AFTER test knob: a device that answers
-// its first n requests and then hangs the way a key with stuck firmware does. Every
-// later request gets no reply at all, and cancelling its context does not help; it
-// returns only when the device is closed. Commands and the conformance suite must
+// hangingDevice is the CTAPKIT_SOFTKEY_HANG_AFTER and CTAPKIT_SOFTKEY_UNPLUG_AFTER
+// test knob: a device that answers its first n requests and then fails the way a
+// broken key does. A hanging one gives no reply at all to later requests, and
+// cancelling their context does not help: they return only when the device is
+// closed (stuck firmware). An unplugged one fails every later request at once
+// with ErrNoDevice (pulled out mid-suite). Commands and the conformance suite must
 // still end, with failed and skipped results rather than a hang.
 type hangingDevice struct {
 	transport.Device
+	unplug bool
 	left   atomic.Int64
 	closed chan struct{}
 	once   sync.Once
 }
 
-func newHangingDevice(dev transport.Device, n int) *hangingDevice {
-	d := &hangingDevice{Device: dev, closed: make(chan struct{})}
+func newHangingDevice(dev transport.Device, n int, unplug bool) *hangingDevice {
+	d := &hangingDevice{Device: dev, unplug: unplug, closed: make(chan struct{})}
 	d.left.Store(int64(n))
 	return d
 }
 
 func (d *hangingDevice) Transact(ctx context.Context, cmd transport.Command, data []byte) ([]byte, error) {
 	if d.left.Add(-1) < 0 {
+		if d.unplug {
+			return nil, fmt.Errorf("%v request: device disconnected: %w", cmd, transport.ErrNoDevice)
+		}
 		<-d.closed
 		return nil, fmt.Errorf("%v request: %w", cmd, transport.ErrClosed)
 	}
