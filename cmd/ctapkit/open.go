@@ -47,7 +47,11 @@ func (a *app) openDevice(ctx context.Context) (transport.Device, error) {
 		return nil, err
 	}
 	a.debugf("opening %s", uri)
-	return a.registry.Open(ctx, uri)
+	dev, err := a.registry.Open(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	return guardedDevice{dev}, nil
 }
 
 // resolveDeviceURI names the device to use: -d, $CTAPKIT_DEVICE, or the only

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 
 	"github.com/ctapkit/ctapkit/transport"
-	"github.com/ctapkit/ctapkit/transport/ctaphid"
 )
 
 // hangingDevice is the CTAPKIT_SOFTKEY_HANG_AFTER and CTAPKIT_SOFTKEY_UNPLUG_AFTER
@@ -44,12 +43,7 @@ func (d *hangingDevice) Transact(ctx context.Context, cmd transport.Command, dat
 
 // Capabilities passes the CTAPHID INIT capabilities through, so that the client
 // still sees a CBOR key (or a U2F-only one).
-func (d *hangingDevice) Capabilities() byte {
-	if c, ok := d.Device.(interface{ Capabilities() byte }); ok {
-		return c.Capabilities()
-	}
-	return ctaphid.CapCBOR
-}
+func (d *hangingDevice) Capabilities() byte { return capabilities(d.Device) }
 
 func (d *hangingDevice) Close() error {
 	d.once.Do(func() { close(d.closed) })
