@@ -10,7 +10,7 @@ FUZZTIME  ?= 30s
 # python-fido2 is an independent CTAP2 implementation that checks our responses.
 SYSTEM_PACKAGES := openssl python3 python3-fido2
 
-.PHONY: all build demo test deps vet lint fuzz bench clean
+.PHONY: all build demo demo-rp test deps vet lint fuzz bench clean
 
 all: build
 
@@ -31,6 +31,11 @@ deps:
 
 demo: build
 	@./scripts/demo.sh $(BIN)
+
+# The example relying party (go-webauthn) driven by `ctapkit webauthn create|get`.
+demo-rp: build
+	$(GO) build -o bin/webauthn-rp ./examples/webauthn-rp
+	@./scripts/demo-rp.sh $(BIN) bin/webauthn-rp
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
