@@ -117,6 +117,7 @@ soft:mem (an ephemeral softkey), hid:/dev/hidrawN, pcsc:READER, udp:HOST:PORT.`,
 		a.blobCommand(),
 		a.softkeyCommand(),
 		a.conformanceCommand(),
+		a.webauthnCommand(),
 	)
 	return root
 }
