@@ -258,6 +258,11 @@ func (s *session) presentCredentials(ctx context.Context, list []ctap2.Credentia
 			if errors.Is(err, ctap2.ErrNoCredentials) {
 				break
 			}
+			if errors.Is(err, ctap2.ErrPUATRequired) {
+				// The key answers nothing without user verification (alwaysUv):
+				// no silent probing, the whole list goes in the real request.
+				return append(append(found, chunk...), list...), nil
+			}
 			if err != nil {
 				return nil, fmt.Errorf("looking for credentials on the key: %w", err)
 			}
