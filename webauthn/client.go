@@ -188,13 +188,13 @@ func ctapError(op string, err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, ctap2.ErrCredentialExcluded):
-		return fmt.Errorf("%s: %w (%w)", op, ErrInvalidState, err)
+		return fmt.Errorf("%s: %w: %w", op, ErrInvalidState, err)
 	case errors.Is(err, ctap2.ErrUnsupportedAlgorithm):
-		return fmt.Errorf("%s: %w: the key supports none of pubKeyCredParams (%w)", op, ErrNotSupported, err)
+		return fmt.Errorf("%s: %w: the key supports none of pubKeyCredParams: %w", op, ErrNotSupported, err)
 	case errors.Is(err, ctap2.ErrOperationDenied), errors.Is(err, ctap2.ErrNoCredentials),
 		errors.Is(err, ctap2.ErrUserActionTimeout), errors.Is(err, ctap2.ErrKeepaliveCancel),
 		errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w (%w)", op, ErrNotAllowed, err)
+		return fmt.Errorf("%s: %w: %w", op, ErrNotAllowed, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
