@@ -7,11 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
-	"math/big"
 	"testing"
-	"time"
 
 	"github.com/ctapkit/ctapkit/ctap2"
 	"github.com/ctapkit/ctapkit/softkey/store"
@@ -62,52 +58,15 @@ type batchCA struct {
 
 func newBatchCA(t *testing.T, aaguid [16]byte, leafKey crypto.Signer) *batchCA {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	b, err := newBatchAttestation(aaguid, leafKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{Country: []string{"ZZ"}, Organization: []string{"ctapkit tests"}, CommonName: "ctapkit test attestation CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	leaf, err := x509.ParseCertificate(b.Certs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-
-	// id-fido-gen-ce-aaguid: the extension value is an OCTET STRING holding the AAGUID.
-	ext, err := asn1.Marshal(aaguid[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject: pkix.Name{
-			Country:            []string{"ZZ"},
-			Organization:       []string{"ctapkit tests"},
-			OrganizationalUnit: []string{"Authenticator Attestation"},
-			CommonName:         "ctapkit test batch",
-		},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		BasicConstraintsValid: true,
-		IsCA:                  false,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtraExtensions:       []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 45724, 1, 1, 4}, Value: ext}},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, leafKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(leafDER)
-	return &batchCA{caDER: caDER, leafDER: leafDER, ca: ca, leaf: leaf, key: leafKey}
+	return &batchCA{caDER: b.Certs[1], leafDER: b.Certs[0], ca: b.CA, leaf: leaf, key: leafKey}
 }
 
 func TestAttestationBatch(t *testing.T) {

@@ -3,16 +3,8 @@ package expose
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"errors"
 	"io"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,8 +214,11 @@ func TestPythonFido2CredMgmt(t *testing.T) {
 // attestation key (testdata/pyfido2_host.py config); its changes show in getInfo.
 func TestPythonFido2Config(t *testing.T) {
 	st := store.NewMemory(store.Meta{})
-	key, certs := pythonBatchAttestation(t, st.Meta().AAGUID)
-	auth, err := softkey.New(st, softkey.Config{BatchKey: key, BatchCerts: certs})
+	batch, err := softkey.NewBatchAttestation(st.Meta().AAGUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := softkey.New(st, softkey.Config{BatchKey: batch.Key, BatchCerts: batch.Certs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,50 +256,4 @@ func TestPythonFido2LargeBlobs(t *testing.T) {
 	if want := strings.Repeat("python-fido2 wrote this. ", 20); string(data) != want {
 		t.Fatalf("blob %q, want %q", data, want)
 	}
-}
-
-// pythonBatchAttestation makes a P-256 batch key with a certificate that
-// python-fido2's packed verifier accepts (subject C, O, OU "Authenticator
-// Attestation", CN; not a CA; the AAGUID extension) and the CA that issued it.
-func pythonBatchAttestation(t *testing.T, aaguid [16]byte) (crypto.Signer, [][]byte) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ctapkit test attestation CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ext, err := asn1.Marshal(aaguid[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject: pkix.Name{Country: []string{"US"}, Organization: []string{"ctapkit tests"},
-			OrganizationalUnit: []string{"Authenticator Attestation"}, CommonName: "ctapkit test batch"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 45724, 1, 1, 4}, Value: ext}},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, leafKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return leafKey, [][]byte{leafDER, caDER}
 }
