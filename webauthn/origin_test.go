@@ -88,6 +88,9 @@ func TestParseOrigin(t *testing.T) {
 			bug: `a leading empty label is accepted (host ".example.com") though "a..b" and a trailing dot are refused; it is not a valid domain`},
 		{in: "https://a<b.example.com",
 			bug: `"<" is a forbidden host code point: browsers refuse the URL, ParseOrigin accepts it`},
+		{in: "https://[fe80::1%25en0]",
+			bug: `an IPv6 address with a zone ID passes as a host name ("fe80::1%en0": net.ParseIP does not take zones), ` +
+				`and its serialization "https://fe80::1%en0" does not parse again; found by FuzzParseOrigin`},
 		{in: "https://bücher.example", want: "https://xn--bcher-kva.example",
 			bug: `an internationalized host stays in Unicode: browsers serialize the origin (and hash the RP ID) in its IDNA ASCII form "xn--bcher-kva.example"`},
 	} {
