@@ -127,7 +127,7 @@ func newRig(t *testing.T, opts webauthntest.Options) *rig {
 	t.Helper()
 	opts.Origin = rigOrigin
 	return &rig{t: t, rp: newRP(t, rigOrigin, rigRPID), key: webauthntest.New(t, opts),
-		user: &rpUser{id: []byte("user-" + t.Name()), name: "alice"}}
+		user: &rpUser{id: []byte("user-1"), name: "alice"}}
 }
 
 // registration is one create() as both sides saw it.
@@ -684,10 +684,22 @@ func TestGoWebAuthnCredProtect(t *testing.T) {
 		})
 	}
 
-	// A key without credProtect cannot honour an enforced policy; here the
-	// softkey has it, so the RP's check of the applied policy is what is tested:
-	// go-webauthn compares the credProtect output with what it asked.
-	t.Run("optional policy is not enforced", func(t *testing.T) {
+	// Level 2: hidden from discoverable gets without UV, usable by ID.
+	t.Run("userVerificationOptionalWithCredentialIDList", func(t *testing.T) {
+		r := newRig(t, webauthntest.Options{PIN: "1234"})
+		r.register(gowebauthn.WithResidentKeyRequirement(protocol.ResidentKeyRequirementRequired), gowebauthn.WithExtensions(
+			gowebauthn.WithExtensionCredentialProtectionPolicy(protocol.CredentialProtectionPolicyUserVerificationOptionalWithCredentialIDList, true)))
+		discouraged := gowebauthn.WithUserVerification(protocol.VerificationDiscouraged)
+		if _, keyErr, _ := r.tryLogin(true, discouraged); !errors.Is(keyErr, webauthn.ErrNotAllowed) {
+			t.Errorf("discoverable get without UV: %v, want NotAllowedError", keyErr)
+		}
+		if l := r.login(false, discouraged); l.parsed.Response.AuthenticatorData.Flags.HasUserVerified() {
+			t.Error("UV flag with userVerification discouraged")
+		}
+		r.login(true, gowebauthn.WithUserVerification(protocol.VerificationRequired))
+	})
+
+	t.Run("optional policy, enforced", func(t *testing.T) {
 		r := newRig(t, webauthntest.Options{PIN: "1234"})
 		r.register(gowebauthn.WithExtensions(
 			gowebauthn.WithExtensionCredentialProtectionPolicy(protocol.CredentialProtectionPolicyUserVerificationOptional, true)))
@@ -707,4 +719,37 @@ func TestGoWebAuthnRefusesCorruptSignature(t *testing.T) {
 		t.Fatalf("go-webauthn accepted a corrupt signature: %s", l.resp)
 	}
 	t.Logf("refused as it should: %s", describe(rpErr))
+}
+
+// A largeBlob write needs a pinUvAuthToken with the lbw permission on a key
+// that can verify its user, whatever userVerification says.
+func TestGoWebAuthnLargeBlobWriteWithoutUV(t *testing.T) {
+	r := newRig(t, webauthntest.Options{PIN: "1234"})
+	r.register(gowebauthn.WithResidentKeyRequirement(protocol.ResidentKeyRequirementRequired),
+		gowebauthn.WithExtensions(gowebauthn.WithExtensionLargeBlobSupport(protocol.LargeBlobSupportRequired)))
+	l, keyErr, rpErr := r.tryLogin(false, gowebauthn.WithUserVerification(protocol.VerificationDiscouraged),
+		gowebauthn.WithAssertionExtensions(gowebauthn.WithExtensionLargeBlobWrite([]byte("blob"))))
+	if keyErr != nil {
+		// WebAuthn §10.1.5: a failed write is reported as written: false, and
+		// the assertion is returned all the same.
+		t.Skipf("BUG: webauthn/get.go Get with extensions.largeBlob.write and userVerification discouraged on a key with a PIN: "+
+			"session.verified gets no pinUvAuthToken (so none with the lbw permission), the assertion succeeds, then "+
+			"extensions.go requestResults' PutLargeBlob fails with CTAP2_ERR_PUAT_REQUIRED and get() fails with %q "+
+			"(not a DOMException); want the write done with an lbw token (UV), or at least the assertion with written: false", keyErr)
+	}
+	if rpErr != nil {
+		t.Fatalf("go-webauthn refuses: %v", describe(rpErr))
+	}
+	if lb := l.parsed.ClientExtensionResults.LargeBlob; lb == nil || lb.Written == nil {
+		t.Errorf("largeBlob output %+v, want written", lb)
+	}
+}
+
+func TestGoWebAuthnExcludeCredentials(t *testing.T) {
+	r := newRig(t, webauthntest.Options{})
+	r.register()
+	_, keyErr, _ := r.tryRegister(gowebauthn.WithExclusions(gowebauthn.Credentials(r.user.creds).CredentialDescriptors()))
+	if !errors.Is(keyErr, webauthn.ErrInvalidState) {
+		t.Errorf("create with the key's credential in excludeCredentials: %v, want InvalidStateError", keyErr)
+	}
 }
