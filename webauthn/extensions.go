@@ -225,10 +225,17 @@ func (s *session) requestResults(ctx context.Context, o *RequestOptions, ad *cta
 			}
 		case lb.Write != nil:
 			err := s.c.CTAP.PutLargeBlob(ctx, s.token, key, lb.Write)
-			if err != nil {
+			var st ctap2.StatusError
+			switch {
+			case errors.As(err, &st):
+				// The key refused (storage full, no permission): WebAuthn
+				// reports written: false with the assertion.
+				r.LargeBlob.Written = ctap2.Bool(false)
+			case err != nil:
 				return r, fmt.Errorf("writing the large blob: %w", err)
+			default:
+				r.LargeBlob.Written = ctap2.Bool(true)
 			}
-			r.LargeBlob.Written = ctap2.Bool(true)
 		}
 	}
 	return r, nil

@@ -69,12 +69,18 @@ func (c *Client) Get(ctx context.Context, o *RequestOptions) (*AuthenticationRes
 		return nil, err
 	}
 	perms := ctap2.PermGetAssertion
+	uv := o.UserVerification
 	if lb := o.Extensions.LargeBlob; lb != nil && lb.Write != nil && ext.largeBlob {
 		perms |= ctap2.PermLargeBlobWrite
+		// A key that can verify its user writes large blobs only with an lbw
+		// token, so the user is verified whatever the RP preferred.
+		if s.canVerify() {
+			uv = "required"
+		}
 	}
 
 	var resps []*ctap2.GetAssertionResponse
-	err = s.verified(ctx, o.UserVerification, perms, cdh, &req.Options,
+	err = s.verified(ctx, uv, perms, cdh, &req.Options,
 		func(param []byte, protocol uint) { req.PinUvAuthParam, req.PinUvAuthProtocol = param, protocol },
 		func() (err error) {
 			resps, err = c.CTAP.GetAssertions(ctx, req)

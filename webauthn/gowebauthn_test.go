@@ -732,7 +732,7 @@ func TestGoWebAuthnLargeBlobWriteWithoutUV(t *testing.T) {
 	if keyErr != nil {
 		// WebAuthn §10.1.5: a failed write is reported as written: false, and
 		// the assertion is returned all the same.
-		t.Skipf("BUG: webauthn/get.go Get with extensions.largeBlob.write and userVerification discouraged on a key with a PIN: "+
+		t.Fatalf("webauthn/get.go Get with extensions.largeBlob.write and userVerification discouraged on a key with a PIN: "+
 			"session.verified gets no pinUvAuthToken (so none with the lbw permission), the assertion succeeds, then "+
 			"extensions.go requestResults' PutLargeBlob fails with CTAP2_ERR_PUAT_REQUIRED and get() fails with %q "+
 			"(not a DOMException); want the write done with an lbw token (UV), or at least the assertion with written: false", keyErr)

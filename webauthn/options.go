@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -165,8 +166,8 @@ type (
 		DisplayName *string `json:"displayName"`
 	}
 	paramJSON struct {
-		Type *string `json:"type"`
-		Alg  *int64  `json:"alg"`
+		Type *string  `json:"type"`
+		Alg  *float64 `json:"alg"` // an IDL long: -7 and -7.0 alike
 	}
 	descriptorJSON struct {
 		Type       *string  `json:"type"`
@@ -264,9 +265,7 @@ func ParseCreationOptions(data []byte) (*CreationOptions, error) {
 				o.AuthenticatorSelection.ResidentKey = v
 			}
 		}
-		if s.UserVerification != nil {
-			o.AuthenticatorSelection.UserVerification = *s.UserVerification
-		}
+		o.AuthenticatorSelection.UserVerification = userVerification(s.UserVerification)
 	}
 	o.Hints = in.Hints
 	o.Attestation = "none"
@@ -319,9 +318,7 @@ func ParseRequestOptions(data []byte) (*RequestOptions, error) {
 	o.Timeout = d.timeout(in.Timeout)
 	o.RPID = d.optString(in.RPID)
 	o.AllowCredentials = d.descriptors("allowCredentials", in.AllowCredentials)
-	if in.UserVerification != nil {
-		o.UserVerification = *in.UserVerification
-	}
+	o.UserVerification = userVerification(in.UserVerification)
 	o.Hints = in.Hints
 	if e := in.Extensions; e != nil {
 		x := &o.Extensions
@@ -373,11 +370,93 @@ func decodeOptions(data []byte, v any) error {
 	if len(wrapper.PublicKey) > 0 && !bytes.Equal(wrapper.PublicKey, []byte("null")) {
 		data = wrapper.PublicKey
 	}
+	// encoding/json matches member names case-insensitively; a browser does
+	// not ("Challenge" is an unknown member). So the JSON is read as a tree
+	// first, and members whose names are not exactly ours are dropped.
+	var tree any
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
+	dec.UseNumber()
+	if err := dec.Decode(&tree); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: malformed JSON: more than one value", ErrOptions)
+	}
+	exact, err := json.Marshal(keepExactMembers(tree))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrOptions, err)
+	}
+	if err := json.Unmarshal(exact, v); err != nil {
 		return jsonError(err)
 	}
 	return nil
+}
+
+// memberNames are the JSON member names of the options structures.
+var memberNames = map[string]bool{}
+
+func init() {
+	var walk func(t reflect.Type)
+	seen := map[reflect.Type]bool{}
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || seen[t] {
+			return
+		}
+		seen[t] = true
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" {
+				memberNames[name] = true
+			}
+			walk(f.Type)
+		}
+	}
+	walk(reflect.TypeFor[creationJSON]())
+	walk(reflect.TypeFor[requestJSON]())
+}
+
+// keepExactMembers drops, in every object, the members whose names equal one of
+// ours only when case is ignored, which encoding/json would otherwise take
+// for ours. Map keys chosen by the RP (evalByCredential's credential IDs) are
+// not member names and are kept whatever they are.
+func keepExactMembers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, val := range x {
+			if !memberNames[k] && nearMiss(k) {
+				continue
+			}
+			if k == "evalByCredential" {
+				if byCred, ok := val.(map[string]any); ok {
+					for id, in := range byCred {
+						byCred[id] = keepExactMembers(in)
+					}
+					out[k] = byCred
+					continue
+				}
+			}
+			out[k] = keepExactMembers(val)
+		}
+		return out
+	case []any:
+		for i := range x {
+			x[i] = keepExactMembers(x[i])
+		}
+	}
+	return v
+}
+
+func nearMiss(k string) bool {
+	for name := range memberNames {
+		if strings.EqualFold(name, k) {
+			return true
+		}
+	}
+	return false
 }
 
 func jsonError(err error) error {
@@ -437,12 +516,16 @@ func (d *fieldDecoder) optString(s *string) string {
 	return *s
 }
 
-func (d *fieldDecoder) reqInt(field string, n *int64) int64 {
-	if n == nil {
+func (d *fieldDecoder) reqInt(field string, n *float64) int64 {
+	switch {
+	case n == nil:
 		d.missing(field)
 		return 0
+	case *n != float64(int32(*n)):
+		d.fail(field, "%v is not a whole number in the range of a long", *n)
+		return 0
 	}
-	return *n
+	return int64(*n)
 }
 
 func (d *fieldDecoder) reqBytes(field string, s *string) []byte {
@@ -514,6 +597,16 @@ func (d *fieldDecoder) prf(field string, in *prfJSON) *PRFInputs {
 }
 
 func optBool(b *bool) bool { return b != nil && *b }
+
+// userVerification is the member's value, or its default "preferred" when it is
+// absent or not one of the enum's values (WebIDL ignores unknown values of a
+// DOMString member that names an enum).
+func userVerification(v *string) string {
+	if v != nil && (*v == "required" || *v == "preferred" || *v == "discouraged") {
+		return *v
+	}
+	return "preferred"
+}
 
 // DecodeBase64URL decodes base64url with or without padding, as the JSON forms
 // allow. The standard alphabet's '+' and '/' are refused: they are a sign of

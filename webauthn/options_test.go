@@ -374,7 +374,7 @@ func TestParseOptionsBrowserDifferences(t *testing.T) {
 			t.Fatal(err)
 		}
 		if o.UserVerification != "preferred" || c.AuthenticatorSelection.UserVerification != "preferred" {
-			t.Skipf("BUG: webauthn/options.go ParseRequestOptions/ParseCreationOptions keep an unknown userVerification value (%q, %q) "+
+			t.Errorf("webauthn/options.go ParseRequestOptions/ParseCreationOptions keep an unknown userVerification value (%q, %q) "+
 				"where a browser ignores it and uses the default \"preferred\"; client.go session.verified then treats it like "+
 				"\"discouraged\" (no switch case), so a key with a PIN or built-in UV is not asked to verify", o.UserVerification, c.AuthenticatorSelection.UserVerification)
 		}
@@ -383,7 +383,7 @@ func TestParseOptionsBrowserDifferences(t *testing.T) {
 		o, err := webauthn.ParseCreationOptions([]byte(`{"rp":{"name":"x"},"user":{"id":"AQ","name":"a","displayName":"a"},"challenge":"AQ",` +
 			`"pubKeyCredParams":[{"type":"public-key","alg":-7.0}]}`))
 		if err != nil {
-			t.Skipf("BUG: webauthn/options.go paramJSON.Alg is an *int64, so the JSON number -7.0 (the same IDL long as -7) is refused "+
+			t.Errorf("webauthn/options.go paramJSON.Alg is an *int64, so the JSON number -7.0 (the same IDL long as -7) is refused "+
 				"with the self-contradicting %q", err)
 		}
 		if o.PubKeyCredParams[0].Alg != -7 {
@@ -397,10 +397,24 @@ func TestParseOptionsBrowserDifferences(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(o.Challenge, []byte{1}) {
-			t.Skipf("BUG: webauthn/options.go decodes with encoding/json, which matches member names case-insensitively: "+
+			t.Errorf("webauthn/options.go decodes with encoding/json, which matches member names case-insensitively: "+
 				`{"challenge":"AQ","Challenge":"Ag"} gives challenge %x, a browser 01; {"CHALLENGE":…} alone is accepted where a browser says challenge is missing`, o.Challenge)
 		}
 	})
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// evalByCredential's keys are credential IDs, not member names: one that reads
+// like a member ("SECOND" is valid base64url) is kept.
+func TestEvalByCredentialKeysAreNotMembers(t *testing.T) {
+	o, err := webauthn.ParseRequestOptions([]byte(`{"challenge":"AQ","allowCredentials":[{"type":"public-key","id":"SECOND"}],` +
+		`"extensions":{"prf":{"evalByCredential":{"SECOND":{"first":"AQ","First":"Ag"}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := o.Extensions.PRF.EvalByCredential["SECOND"]
+	if !ok || !bytes.Equal(v.First, []byte{1}) {
+		t.Errorf("evalByCredential = %+v, want SECOND with first 01", o.Extensions.PRF.EvalByCredential)
+	}
+}

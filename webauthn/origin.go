@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 
+	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
 )
 
@@ -32,10 +34,17 @@ func ParseOrigin(s string) (Origin, error) {
 		return Origin{}, fmt.Errorf("%w: origin %q: an origin has no user, path, query or fragment (want %s://%s)", ErrSecurity, s, u.Scheme, u.Host)
 	}
 	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if net.ParseIP(host) != nil {
-		return Origin{}, fmt.Errorf("%w: origin %q: an IP address cannot be a relying party; use a host name (http://localhost for local tests)", ErrSecurity, s)
+	host, err := canonicalHost(u.Hostname())
+	if err != nil {
+		return Origin{}, fmt.Errorf("%w: origin %q: %v", ErrSecurity, s, err)
+	}
+	port := ""
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return Origin{}, fmt.Errorf("%w: origin %q: port %q is not a number from 0 to 65535", ErrSecurity, s, p)
+		}
+		port = strconv.FormatUint(n, 10)
 	}
 	switch {
 	case scheme == "https":
@@ -51,14 +60,56 @@ func ParseOrigin(s string) (Origin, error) {
 	default:
 		return Origin{}, fmt.Errorf("%w: origin %q: scheme %q is not https", ErrSecurity, s, u.Scheme)
 	}
-	if host == "" || strings.HasSuffix(host, ".") || strings.Contains(host, "..") {
-		return Origin{}, fmt.Errorf("%w: origin %q: bad host name", ErrSecurity, s)
-	}
 	o := Origin{Serialized: scheme + "://" + host, Host: host}
 	if port != "" {
 		o.Serialized += ":" + port
 	}
 	return o, nil
+}
+
+// errIPAddress: an IP address is never an RP ID, so its origin cannot be an RP's.
+var errIPAddress = errors.New("an IP address cannot be a relying party; use a host name (http://localhost for local tests)")
+
+// canonicalHost is a host name as browsers serialize it (the WHATWG URL host
+// parser, for domains): IDNA ASCII form, lower case. IP addresses in any
+// spelling the URL standard accepts (IPv6 literals, and a last label that is a
+// number, such as 127.1, 0x7f.0.0.1 or 2130706433) are refused, as are empty
+// labels and characters outside letters, digits, '-' and '_'.
+func canonicalHost(h string) (string, error) {
+	if h == "" {
+		return "", errors.New("no host")
+	}
+	if strings.ContainsAny(h, ":[]") {
+		return "", errIPAddress
+	}
+	ascii, err := idna.Lookup.ToASCII(h)
+	if err != nil {
+		return "", fmt.Errorf("host %q is not a valid domain name", h)
+	}
+	labels := strings.Split(ascii, ".")
+	for _, l := range labels {
+		if l == "" {
+			return "", fmt.Errorf("host %q has an empty label", h)
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return "", fmt.Errorf("host %q: %q is not allowed in a host name", h, r)
+			}
+		}
+	}
+	if endsInNumber(labels[len(labels)-1]) {
+		return "", errIPAddress
+	}
+	return ascii, nil
+}
+
+// endsInNumber is the URL standard's test that sends a host to the IPv4 parser:
+// a last label of decimal digits, or 0x followed by hex digits.
+func endsInNumber(label string) bool {
+	if rest, ok := strings.CutPrefix(label, "0x"); ok {
+		return strings.Trim(rest, "0123456789abcdef") == ""
+	}
+	return strings.Trim(label, "0123456789") == ""
 }
 
 func isLocalhost(host string) bool {
@@ -74,12 +125,15 @@ func (o Origin) RPID(rpID string) (string, error) {
 	if rpID == "" {
 		return o.Host, nil
 	}
-	id := strings.ToLower(rpID)
-	if strings.ContainsAny(id, ":/") {
+	if strings.ContainsAny(rpID, "/") || (strings.Contains(rpID, ":") && net.ParseIP(strings.Trim(rpID, "[]")) == nil) {
 		return "", fmt.Errorf("%w: RP ID %q: an RP ID is a host name, without scheme or port", ErrSecurity, rpID)
 	}
-	if net.ParseIP(id) != nil {
+	id, err := canonicalHost(rpID)
+	if errors.Is(err, errIPAddress) {
 		return "", fmt.Errorf("%w: RP ID %q: an IP address cannot be an RP ID", ErrSecurity, rpID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: RP ID %q: %v", ErrSecurity, rpID, err)
 	}
 	if id == o.Host {
 		return id, nil

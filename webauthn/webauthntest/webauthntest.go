@@ -45,10 +45,17 @@ type Options struct {
 	// softkey.PresenceDeny (every touch refused: NotAllowedError).
 	Presence softkey.PresencePolicy
 	// Attestation is softkey.AttestationSelf (default), AttestationNone or
-	// AttestationBatch (then BatchKey and BatchCerts sign).
+	// AttestationBatch (then BatchKey and BatchCerts sign; see Batch).
 	Attestation softkey.AttestationMode
 	BatchKey    crypto.Signer
 	BatchCerts  [][]byte
+	// Batch, when set, is packed batch attestation by a CA of its own
+	// (softkey.NewBatchAttestation(AAGUID)): it sets Attestation, BatchKey and
+	// BatchCerts. Give the RP Batch.CA as its trust anchor.
+	Batch *softkey.BatchAttestation
+	// AAGUID is the key's model identifier; zero picks a random one. A batch
+	// certificate must carry the same (NewBatchAttestation(AAGUID)).
+	AAGUID [16]byte
 	// Algorithms the key offers, in its order of preference (default ES256,
 	// EdDSA).
 	Algorithms []ctap2.COSEAlgorithm
@@ -77,10 +84,13 @@ func New(t testing.TB, opts Options) *Authenticator {
 	}
 	cfg := softkey.Config{Presence: opts.Presence, UV: opts.UV, Attestation: opts.Attestation,
 		BatchKey: opts.BatchKey, BatchCerts: opts.BatchCerts, Algorithms: opts.Algorithms, Faults: opts.Faults}
+	if b := opts.Batch; b != nil {
+		cfg.Attestation, cfg.BatchKey, cfg.BatchCerts = softkey.AttestationBatch, b.Key, b.Certs
+	}
 	if opts.Config != nil {
 		cfg = *opts.Config
 	}
-	auth, err := softkey.New(store.NewMemory(store.Meta{}), cfg)
+	auth, err := softkey.New(store.NewMemory(store.Meta{AAGUID: opts.AAGUID}), cfg)
 	if err != nil {
 		t.Fatalf("webauthntest: %v", err)
 	}
