@@ -75,15 +75,37 @@ type session struct {
 	token *ctap2.PINToken // the pinUvAuthToken of the request, if any
 }
 
-func (c *Client) newSession(ctx context.Context, rpID string) (*session, error) {
+// ceremony is what create() and get() start the same way: the RP ID checked
+// against the origin, the client data, the RP's timeout and the key's getInfo.
+type ceremony struct {
+	*session
+	clientData CollectedClientData
+	ctx        context.Context
+	cancel     context.CancelFunc
+}
+
+func (c *Client) begin(ctx context.Context, typ string, challenge []byte, rpID string, timeoutMS uint32) (*ceremony, error) {
 	if c.CTAP == nil {
 		return nil, errors.New("webauthn: Client.CTAP is nil")
 	}
+	origin, err := ParseOrigin(c.Origin)
+	if err != nil {
+		return nil, err
+	}
+	if rpID, err = origin.RPID(rpID); err != nil {
+		return nil, err
+	}
+	ctx, cancel := withRPTimeout(ctx, timeoutMS)
 	info, err := c.CTAP.Info(ctx)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("getInfo: %w", err)
 	}
-	return &session{c: c, info: info, rpID: rpID}, nil
+	return &ceremony{
+		session:    &session{c: c, info: info, rpID: rpID},
+		clientData: CollectedClientData{Type: typ, Challenge: challenge, Origin: origin.Serialized},
+		ctx:        ctx, cancel: cancel,
+	}, nil
 }
 
 func (s *session) option(name string) bool {

@@ -14,14 +14,6 @@ import (
 // refuses (origin, RP ID, no acceptable algorithm) fail before the key is
 // touched.
 func (c *Client) Create(ctx context.Context, o *CreationOptions) (*RegistrationResponse, error) {
-	origin, err := ParseOrigin(c.Origin)
-	if err != nil {
-		return nil, err
-	}
-	rpID, err := origin.RPID(o.RP.ID)
-	if err != nil {
-		return nil, err
-	}
 	params, err := credentialParams(o.PubKeyCredParams)
 	if err != nil {
 		return nil, err
@@ -32,15 +24,13 @@ func (c *Client) Create(ctx context.Context, o *CreationOptions) (*RegistrationR
 	if o.Extensions.LargeBlob != nil && o.Extensions.LargeBlob.Support != "required" && o.Extensions.LargeBlob.Support != "preferred" {
 		return nil, fmt.Errorf("%w: extensions.largeBlob.support: %q, want required or preferred", ErrOptions, o.Extensions.LargeBlob.Support)
 	}
-	cd := CollectedClientData{Type: TypeCreate, Challenge: o.Challenge, Origin: origin.Serialized}
-	cdh := cd.Hash()
-
-	ctx, cancel := withRPTimeout(ctx, o.Timeout)
-	defer cancel()
-	s, err := c.newSession(ctx, rpID)
+	cer, err := c.begin(ctx, TypeCreate, o.Challenge, o.RP.ID, o.Timeout)
 	if err != nil {
 		return nil, err
 	}
+	defer cer.cancel()
+	ctx, s, cd, rpID := cer.ctx, cer.session, cer.clientData, cer.rpID
+	cdh := cd.Hash()
 
 	req := &ctap2.MakeCredentialRequest{
 		ClientDataHash:   cdh,

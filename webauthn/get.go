@@ -12,26 +12,16 @@ import (
 // allowCredentials the key's discoverable credentials for the RP are offered
 // (SelectAccount chooses when there are several).
 func (c *Client) Get(ctx context.Context, o *RequestOptions) (*AuthenticationResponse, error) {
-	origin, err := ParseOrigin(c.Origin)
-	if err != nil {
-		return nil, err
-	}
-	rpID, err := origin.RPID(o.RPID)
-	if err != nil {
-		return nil, err
-	}
 	if err := checkRequestExtensions(o); err != nil {
 		return nil, err
 	}
-	cd := CollectedClientData{Type: TypeGet, Challenge: o.Challenge, Origin: origin.Serialized}
-	cdh := cd.Hash()
-
-	ctx, cancel := withRPTimeout(ctx, o.Timeout)
-	defer cancel()
-	s, err := c.newSession(ctx, rpID)
+	cer, err := c.begin(ctx, TypeGet, o.Challenge, o.RPID, o.Timeout)
 	if err != nil {
 		return nil, err
 	}
+	defer cer.cancel()
+	ctx, s, cd, rpID := cer.ctx, cer.session, cer.clientData, cer.rpID
+	cdh := cd.Hash()
 
 	allow := s.usableCredentials(o.AllowCredentials)
 	if len(o.AllowCredentials) > 0 && len(allow) == 0 {

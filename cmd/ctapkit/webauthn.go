@@ -51,48 +51,45 @@ func (o *webauthnOptions) register(c *cobra.Command) {
 }
 
 func (a *app) webauthnCreateCommand() *cobra.Command {
-	var o webauthnOptions
-	c := &cobra.Command{
-		Use:   "create",
-		Short: "Register: PublicKeyCredentialCreationOptionsJSON in, RegistrationResponseJSON out",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			data, err := o.read(a)
-			if err != nil {
-				return err
-			}
+	return a.webauthnCeremony("create", "Register: PublicKeyCredentialCreationOptionsJSON in, RegistrationResponseJSON out",
+		func(data []byte) (string, ceremonyFunc, error) {
 			opts, err := webauthn.ParseCreationOptions(data)
 			if err != nil {
-				return err
+				return "", nil, err
 			}
-			origin, err := webauthn.ParseOrigin(o.origin)
-			if err != nil {
-				return err
-			}
-			if _, err := origin.RPID(opts.RP.ID); err != nil {
-				return err
-			}
-			return a.runWebAuthn(cmd.Context(), &o, func(ctx context.Context, c *webauthn.Client) (any, error) {
-				return c.Create(ctx, opts)
-			})
-		},
-	}
-	o.register(c)
-	return c
+			return opts.RP.ID, func(ctx context.Context, c *webauthn.Client) (any, error) { return c.Create(ctx, opts) }, nil
+		})
 }
 
 func (a *app) webauthnGetCommand() *cobra.Command {
+	return a.webauthnCeremony("get", "Sign in: PublicKeyCredentialRequestOptionsJSON in, AuthenticationResponseJSON out",
+		func(data []byte) (string, ceremonyFunc, error) {
+			opts, err := webauthn.ParseRequestOptions(data)
+			if err != nil {
+				return "", nil, err
+			}
+			return opts.RPID, func(ctx context.Context, c *webauthn.Client) (any, error) { return c.Get(ctx, opts) }, nil
+		})
+}
+
+// ceremonyFunc runs create() or get() with a client on the opened key.
+type ceremonyFunc func(context.Context, *webauthn.Client) (any, error)
+
+// webauthnCeremony is a create or get command: the options are parsed and the
+// origin and RP ID checked before any key is opened, so bad input never
+// touches one.
+func (a *app) webauthnCeremony(use, short string, parse func([]byte) (rpID string, run ceremonyFunc, err error)) *cobra.Command {
 	var o webauthnOptions
 	c := &cobra.Command{
-		Use:   "get",
-		Short: "Sign in: PublicKeyCredentialRequestOptionsJSON in, AuthenticationResponseJSON out",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			data, err := o.read(a)
 			if err != nil {
 				return err
 			}
-			opts, err := webauthn.ParseRequestOptions(data)
+			rpID, run, err := parse(data)
 			if err != nil {
 				return err
 			}
@@ -100,12 +97,10 @@ func (a *app) webauthnGetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := origin.RPID(opts.RPID); err != nil {
+			if _, err := origin.RPID(rpID); err != nil {
 				return err
 			}
-			return a.runWebAuthn(cmd.Context(), &o, func(ctx context.Context, c *webauthn.Client) (any, error) {
-				return c.Get(ctx, opts)
-			})
+			return a.runWebAuthn(cmd.Context(), &o, run)
 		},
 	}
 	o.register(c)
@@ -142,7 +137,7 @@ func (o *webauthnOptions) read(a *app) ([]byte, error) {
 // runWebAuthn opens the device, runs op with a WebAuthn client on it and writes
 // the response. The PIN comes from --pin, $CTAPKIT_PIN or a prompt, only when the
 // key asks for user verification.
-func (a *app) runWebAuthn(ctx context.Context, o *webauthnOptions, op func(context.Context, *webauthn.Client) (any, error)) error {
+func (a *app) runWebAuthn(ctx context.Context, o *webauthnOptions, op ceremonyFunc) error {
 	// The output file is created first, so that a bad path fails before the
 	// key is touched.
 	out := a.io.Out
