@@ -6,16 +6,22 @@ GO        ?= go
 BIN       := bin/ctapkit
 PKGS      := ./...
 FUZZTIME  ?= 30s
-# Debian packages the tests use: openssl verifies our signatures from outside,
-# python-fido2 is an independent CTAP2 implementation that checks our responses.
-SYSTEM_PACKAGES := openssl python3 python3-fido2
+# Debian packages the build and tests use: openssl verifies our signatures from
+# outside; python-fido2 (with pyscard for PC/SC) is an independent CTAP2
+# implementation that checks our responses; libpcsclite-dev builds the PC/SC
+# transport (cgo); pcscd and vsmartcard-vpcd give the tests a virtual reader.
+SYSTEM_PACKAGES := openssl python3 python3-fido2 python3-pyscard libpcsclite-dev pcscd vsmartcard-vpcd pkg-config
 
 .PHONY: all build demo demo-rp test deps vet lint fuzz bench clean
 
 all: build
 
-build:
-	$(GO) build -o $(BIN) ./cmd/ctapkit
+# Without libpcsclite (not root, package missing) ctapkit builds without PC/SC;
+# checked after deps has had its chance to install it.
+build: deps
+	@tags=""; if ! pkg-config --exists libpcsclite 2>/dev/null; then tags=nopcsc; \
+	  echo "note: libpcsclite-dev missing: building without PC/SC support (-tags nopcsc)"; fi; \
+	  echo "$(GO) build -tags '$$tags' -o $(BIN) ./cmd/ctapkit"; $(GO) build -tags "$$tags" -o $(BIN) ./cmd/ctapkit
 
 deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -23,7 +29,7 @@ deps:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
 	    echo "warning: missing system packages:$$missing (run as root or install them)"; \
 	  fi; \
