@@ -18,7 +18,7 @@ func (a *app) softkeyCommand() *cobra.Command {
 		Long: `The softkey is ctapkit's software FIDO2 authenticator. Its state (keys, resident
 credentials, counters) lives in one file; use it with -d soft:PATH.`,
 	}
-	c.AddCommand(a.softkeyInitCommand(), a.softkeyInfoCommand())
+	c.AddCommand(a.softkeyInitCommand(), a.softkeyInfoCommand(), a.softkeyServeCommand())
 	return c
 }
 
