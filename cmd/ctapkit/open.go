@@ -18,6 +18,7 @@ import (
 	"github.com/ctapkit/ctapkit/softkey/expose"
 	"github.com/ctapkit/ctapkit/softkey/store"
 	"github.com/ctapkit/ctapkit/transport"
+	"github.com/ctapkit/ctapkit/transport/pcsc"
 )
 
 // registerSchemes wires the device URI schemes this build supports into a's registry.
@@ -29,6 +30,7 @@ func registerSchemes(a *app) {
 		}
 	}
 	must(a.registry.Register(transport.Scheme{Name: "soft", Open: a.openSoftkey}))
+	must(a.registry.Register(pcsc.Scheme(pcsc.Options{})))
 }
 
 // newClient wraps dev in a CTAP2 client that falls back to U2F for U2F-only keys, as
