@@ -118,6 +118,7 @@ soft:mem (an ephemeral softkey), hid:/dev/hidrawN, pcsc:READER, udp:HOST:PORT.`,
 		a.softkeyCommand(),
 		a.conformanceCommand(),
 		a.webauthnCommand(),
+		a.doctorCommand(),
 	)
 	return root
 }
