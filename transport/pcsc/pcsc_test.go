@@ -459,8 +459,8 @@ func (c *chainRefuser) Transmit(apdu []byte) ([]byte, error) {
 	return c.fakeCard.Transmit(apdu)
 }
 
-// TestCardRemoved: a card gone mid-transaction is one line wrapping ErrNoDevice.
-func TestCardRemoved(t *testing.T) {
+// TestCardRemovedMidChain: a card gone mid-transaction is one line wrapping ErrNoDevice.
+func TestCardRemovedMidChain(t *testing.T) {
 	for _, at := range []int{2, 3, 5} { // first link, a middle link, GET RESPONSE
 		card := newFakeCard(echo{}, VersionFIDO)
 		card.removeAt = at
