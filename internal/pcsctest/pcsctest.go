@@ -160,22 +160,47 @@ func Required() bool {
 	return os.Getenv("CTAPKIT_REQUIRE_PCSC") == "1" || os.Getenv("CI") == "true"
 }
 
-// StartT starts a private pcscd for the test, points this process's
-// libpcsclite at it (PCSCLITE_CSOCK_NAME; set it before the first PC/SC call of
-// the process), and stops it at the end. Where pcscd cannot run, the test is
-// skipped with the reason — or fails, when Required.
-func StartT(t testing.TB) *Daemon {
+var shared struct {
+	once   sync.Once
+	daemon *Daemon
+	dir    string
+	err    error
+}
+
+// Shared returns this process's private pcscd, starting it on first use and
+// pointing the process's libpcsclite at it (PCSCLITE_CSOCK_NAME). libpcsclite
+// reads that variable once, so one test binary can only ever talk to one
+// pcscd: tests share it, one card (slot 0) at a time, or slots 0 and 1. Where
+// pcscd cannot run, the test is skipped with the reason — or fails, when
+// Required. Call StopShared from TestMain.
+func Shared(t testing.TB) *Daemon {
 	t.Helper()
-	d, err := Start(t.TempDir())
-	if err != nil {
-		if Required() {
-			t.Fatalf("%v (required on CI: CI=true or CTAPKIT_REQUIRE_PCSC=1)", err)
+	shared.once.Do(func() {
+		shared.dir, shared.err = os.MkdirTemp("", "pcsctest-")
+		if shared.err != nil {
+			return
 		}
-		t.Skipf("skipping PC/SC tests: %v", err)
+		if shared.daemon, shared.err = Start(shared.dir); shared.err == nil {
+			os.Setenv("PCSCLITE_CSOCK_NAME", shared.daemon.Socket)
+		}
+	})
+	if shared.err != nil {
+		if Required() {
+			t.Fatalf("%v (required on CI: CI=true or CTAPKIT_REQUIRE_PCSC=1)", shared.err)
+		}
+		t.Skipf("skipping PC/SC tests: %v", shared.err)
 	}
-	t.Cleanup(func() { d.Stop() })
-	t.Setenv("PCSCLITE_CSOCK_NAME", d.Socket)
-	return d
+	return shared.daemon
+}
+
+// StopShared stops the shared pcscd, if one was started, and removes its files.
+func StopShared() {
+	if shared.daemon != nil {
+		shared.daemon.Stop()
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
 }
 
 func freePortPair() (int, error) {

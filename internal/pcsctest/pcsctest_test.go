@@ -9,8 +9,14 @@ import (
 
 // TestDaemonListsReaders: a private pcscd comes up with its vpcd readers, is
 // visible to a PC/SC client through PCSCLITE_CSOCK_NAME, and goes away on Stop.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	StopShared()
+	os.Exit(code)
+}
+
 func TestDaemonListsReaders(t *testing.T) {
-	d := StartT(t)
+	d := Shared(t)
 	if !listening(d.Port) || !listening(d.Port+1) {
 		t.Fatalf("vpcd does not listen on %d and %d", d.Port, d.Port+1)
 	}
@@ -25,8 +31,16 @@ func TestDaemonListsReaders(t *testing.T) {
 			t.Errorf("pcsc_scan -r: %v\n%s", err, out)
 		}
 	}
-	d.Stop()
-	if listening(d.Port) {
-		t.Errorf("vpcd still listens on %d after Stop", d.Port)
+	// A second, independent daemon beside it (another test binary's).
+	other, err := Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Port == d.Port || other.Socket == d.Socket {
+		t.Errorf("two daemons share port %d or socket %s", d.Port, d.Socket)
+	}
+	other.Stop()
+	if listening(other.Port) {
+		t.Errorf("vpcd still listens on %d after Stop", other.Port)
 	}
 }
