@@ -68,7 +68,9 @@ func (s *pcscSoftkey) insert(ctx context.Context) error {
 		return err
 	}
 	served := make(chan error, 1)
-	go func() { served <- expose.ServeVPCD(context.Background(), conn, expose.NewCard(auth, expose.CardOptions{})) }()
+	go func() {
+		served <- expose.ServeVPCD(context.Background(), conn, expose.NewCard(auth, expose.CardOptions{}))
+	}()
 	dev, err := pcsc.Open(ctx, s.daemon.Reader, s.opts)
 	if err != nil {
 		conn.Close()
