@@ -17,12 +17,16 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/ctapkit/ctapkit/internal/pcsctest"
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
-		"ctapkit": func() { os.Exit(run(os.Args[1:], systemStreams())) },
+	code := testscript.RunMain(m, map[string]func() int{
+		"ctapkit": func() int { return run(os.Args[1:], systemStreams()) },
 	})
+	pcsctest.StopShared()
+	os.Exit(code)
 }
 
 // TestScripts runs the CLI behaviour scripts in testdata/script: each is a txtar file
