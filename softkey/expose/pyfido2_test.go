@@ -84,41 +84,58 @@ type pythonOptions struct {
 	// U2FOnly serves it as a U2F-only key, as InProcessOptions.U2FOnly does: INIT
 	// reports u2fOnlyCapabilities (no CBOR).
 	U2FOnly bool
+	// PCSC serves it as a PC/SC card instead: its Card behind a private pcscd's
+	// vpcd reader, which python-fido2 opens with fido2.pcsc.CtapPcscDevice
+	// (pyscard, libpcsclite), the way it opens an NFC key.
+	PCSC bool
 }
 
-// runPython serves auth over CTAPHID to testdata/SCRIPT ARGS..., python-fido2's own
-// CTAPHID, CTAP1 and CTAP2 code talking 64-byte reports on its stdin/stdout (the
-// scripts share testdata/pipehid.py for that; python puts the script's directory
-// first on sys.path, so they import it as is), and fails on its verdict, the exit
-// status, with its stderr; it logs that stderr either way.
+// runPython serves auth to testdata/SCRIPT ARGS..., python-fido2's own CTAPHID (or
+// PC/SC), CTAP1 and CTAP2 code, and fails on its verdict, the exit status, with its
+// stderr; it logs that stderr either way. Over CTAPHID the script talks 64-byte
+// reports on its stdin/stdout (the scripts share testdata/pipehid.py for that;
+// python puts the script's directory first on sys.path, so they import it as is);
+// over PC/SC, pipehid.py opens the reader named in $CTAPKIT_PY_PCSC_READER.
 func runPython(t *testing.T, auth *softkey.Authenticator, opts pythonOptions, script string, args ...string) {
 	t.Helper()
 	py := pythonFido2(t)
 	name := strings.Join(append([]string{script}, args...), " ")
-	caps := softkeyCapabilities
-	if opts.U2FOnly {
-		caps = u2fOnlyCapabilities
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, append([]string{filepath.Join("testdata", script)}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	toHost, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromHost, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	var serve func(ctx context.Context) error
+	if opts.PCSC {
+		reader, env, stop := servePCSCCard(t, auth)
+		defer stop()
+		cmd.Env = append(os.Environ(), env, "CTAPKIT_PY_PCSC_READER="+reader)
+	} else {
+		caps := softkeyCapabilities
+		if opts.U2FOnly {
+			caps = u2fOnlyCapabilities
+		}
+		toHost, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromHost, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := ctaphid.NewServer(auth, ctaphid.ServerOptions{Capabilities: caps})
+		serve = func(ctx context.Context) error { return srv.Serve(ctx, newStreamConn(fromHost, toHost)) }
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	srv := ctaphid.NewServer(auth, ctaphid.ServerOptions{Capabilities: caps})
 	serveCtx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(serveCtx, newStreamConn(fromHost, toHost)) }()
+	if serve != nil {
+		go func() { served <- serve(serveCtx) }()
+	} else {
+		served <- nil
+	}
 	waitErr := cmd.Wait()
 	stop()
 	if err := <-served; err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, transport.ErrClosed) {
@@ -153,6 +170,23 @@ func TestPythonFido2PIN(t *testing.T) {
 			runPython(t, auth, pythonOptions{}, "pyfido2_host.py", scenario)
 		})
 	}
+}
+
+// newEnterpriseSoftkey is a softkey with a batch attestation key, which
+// enterprise attestation needs (the config scenario enables it).
+func newEnterpriseSoftkey(t *testing.T) *softkey.Authenticator {
+	t.Helper()
+	st := store.NewMemory(store.Meta{})
+	batch, err := softkey.NewBatchAttestation(st.Meta().AAGUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := softkey.New(st, softkey.Config{BatchKey: batch.Key, BatchCerts: batch.Certs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	return auth
 }
 
 // newPythonSoftkey is a softkey for one python-fido2 scenario, closed at the end.
@@ -213,16 +247,7 @@ func TestPythonFido2CredMgmt(t *testing.T) {
 // TestPythonFido2Config: python-fido2's Config against a softkey with a batch
 // attestation key (testdata/pyfido2_host.py config); its changes show in getInfo.
 func TestPythonFido2Config(t *testing.T) {
-	st := store.NewMemory(store.Meta{})
-	batch, err := softkey.NewBatchAttestation(st.Meta().AAGUID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := softkey.New(st, softkey.Config{BatchKey: batch.Key, BatchCerts: batch.Certs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { auth.Close() })
+	auth := newEnterpriseSoftkey(t)
 	runPython(t, auth, pythonOptions{}, "pyfido2_host.py", "config")
 	info, err := auth.Info()
 	if err != nil {

@@ -4,7 +4,9 @@ the other ends (runPython in pyfido2_test.go), and the scripts' log and check he
 The scripts run as testdata/NAME.py, so this directory is first on sys.path and
 `from pipehid import ...` finds this module.
 """
+import os
 import sys
+import time
 
 from fido2.ctap2 import Ctap2
 from fido2.hid import CtapHidDevice
@@ -31,8 +33,28 @@ class PipeConnection(CtapHidConnection):
 
 
 def open_device():
-    """python-fido2's own CTAPHID device over the pipe (it sends CTAPHID_INIT)."""
+    """python-fido2's own CTAPHID device over the pipe (it sends CTAPHID_INIT), or
+    its PC/SC device on the reader named in $CTAPKIT_PY_PCSC_READER."""
+    reader = os.environ.get("CTAPKIT_PY_PCSC_READER")
+    if reader:
+        from fido2.pcsc import CtapPcscDevice
+
+        # pcscd sees a new card on its next poll of the reader (~400 ms), as a
+        # phone sees a tapped key: wait for it, up to 5 s.
+        for _ in range(50):
+            devs = list(CtapPcscDevice.list_devices(name=reader))
+            if devs:
+                break
+            time.sleep(0.1)
+        else:
+            raise OSError("no FIDO card in reader %r" % reader)
+        log("PC/SC:", devs[0])
+        return devs[0]
     return CtapHidDevice(HidDescriptor("pipe", 0, 0, PACKET, PACKET), PipeConnection())
+
+
+def is_pcsc(dev):
+    return type(dev).__name__ == "CtapPcscDevice"
 
 
 def open_ctap():
