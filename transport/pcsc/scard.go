@@ -15,24 +15,66 @@ import (
 	"github.com/ctapkit/ctapkit/transport"
 )
 
-// scardConn is a cardConn over PC/SC. It owns its scard context when ctx is set.
+// scardConn is a cardConn over PC/SC. It releases its scard context on Close when
+// it owns it.
 type scardConn struct {
-	ctx  *scard.Context
-	card *scard.Card
+	sc     *scard.Context
+	owned  bool
+	card   *scard.Card
+	reader string
 }
+
+// removalWait bounds how long a failed APDU waits for pcscd to say whether the card
+// left: a card that goes away mid-APDU first fails it with "Transaction failed",
+// and pcscd reports it removed about 0.1 s later (measured with vpcd). A card
+// that stays costs an error this much later; errors are rare.
+const removalWait = time.Second
 
 func (c *scardConn) Transmit(apdu []byte) ([]byte, error) {
 	resp, err := c.card.Transmit(apdu)
-	if err != nil {
-		return nil, classify(err)
+	if err == nil {
+		return resp, nil
 	}
-	return resp, nil
+	if cerr := classify(err); cerr != err {
+		return nil, cerr
+	}
+	// Other failures ("Transaction failed" when the card leaves mid-APDU, "Access
+	// denied" when pcscd dies) only mean something went wrong: ask pcscd what.
+	if gone := c.whyGone(); gone != nil {
+		return nil, fmt.Errorf("%w: %w", gone, err)
+	}
+	return nil, err
+}
+
+// whyGone waits up to removalWait for pcscd to report the card, reader or pcscd
+// itself gone, and returns an error wrapping errCardRemoved, errReaderGone or
+// errServiceGone, or nil if the card stays.
+func (c *scardConn) whyGone() error {
+	rs := []scard.ReaderState{{Reader: c.reader, CurrentState: scard.StateUnaware}}
+	deadline := time.Now().Add(removalWait)
+	for {
+		err := c.sc.GetStatusChange(rs, time.Until(deadline))
+		switch {
+		case errors.Is(err, scard.ErrTimeout):
+			return nil
+		case err != nil:
+			if gone := classify(err); gone != err {
+				return gone
+			}
+			return nil
+		case !present(rs[0].EventState):
+			return errCardRemoved
+		case time.Now().After(deadline):
+			return nil
+		}
+		rs[0].CurrentState = rs[0].EventState &^ scard.StateChanged
+	}
 }
 
 func (c *scardConn) Close() error {
 	err := c.card.Disconnect(scard.LeaveCard)
-	if c.ctx != nil {
-		if rerr := c.ctx.Release(); err == nil {
+	if c.owned {
+		if rerr := c.sc.Release(); err == nil {
 			err = rerr
 		}
 	}
@@ -42,7 +84,7 @@ func (c *scardConn) Close() error {
 	return nil
 }
 
-// classify marks the scard errors that mean the card or reader is gone.
+// classify marks the scard errors that mean the card, the reader or pcscd is gone.
 func classify(err error) error {
 	var e scard.Error
 	if !errors.As(err, &e) {
@@ -53,7 +95,7 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", errCardRemoved, err)
 	case scard.ErrReaderUnavailable, scard.ErrUnknownReader:
 		return fmt.Errorf("%w: %w", errReaderGone, err)
-	case scard.ErrNoService, scard.ErrServiceStopped, scard.ErrCommError:
+	case scard.ErrNoService, scard.ErrServiceStopped:
 		return fmt.Errorf("%w: %w", errServiceGone, err)
 	}
 	return err
@@ -142,7 +184,7 @@ func open(ctx context.Context, sc *scard.Context, reader string, opts Options) (
 		}
 		return nil, fmt.Errorf("pcsc: connecting to the card on %s: %w", name, err)
 	}
-	conn := &scardConn{ctx: sc, card: card}
+	conn := &scardConn{sc: sc, owned: true, card: card, reader: name}
 	d, err := newDevice(ctx, conn, name, opts)
 	if err != nil {
 		card.Disconnect(scard.LeaveCard)
@@ -286,6 +328,6 @@ func probe(ctx context.Context, sc *scard.Context, reader string) bool {
 		return false
 	}
 	defer card.Disconnect(scard.LeaveCard)
-	_, err = newDevice(ctx, &scardConn{card: card}, reader, Options{})
+	_, err = newDevice(ctx, &scardConn{sc: sc, card: card, reader: reader}, reader, Options{})
 	return err == nil
 }
