@@ -29,7 +29,7 @@ type exposure struct {
 }
 
 func (a *app) softkeyServeCommand() *cobra.Command {
-	var state, pcscAddr string
+	var state, pcscAddr, udpAddr string
 	c := &cobra.Command{
 		Use:   "serve --pcsc[=HOST:PORT]",
 		Short: "Serve the softkey as a device to other programs",
@@ -60,6 +60,13 @@ deny), built-in UV CTAPKIT_SOFTKEY_UV. -v logs every APDU.`,
 				}
 				exps = append(exps, e)
 			}
+			if cmd.Flags().Changed("udp") {
+				e, err := a.udpExposure(state, udpAddr)
+				if err != nil {
+					return err
+				}
+				exps = append(exps, e)
+			}
 			if len(exps) == 0 {
 				return usageErrorf("softkey serve: say how to serve the softkey: --pcsc[=HOST:PORT]")
 			}
@@ -69,6 +76,8 @@ deny), built-in UV CTAPKIT_SOFTKEY_UV. -v logs every APDU.`,
 	c.Flags().StringVar(&state, "state", defaultStatePath(), "state file")
 	c.Flags().StringVar(&pcscAddr, "pcsc", "", "serve as a PC/SC card through vpcd at `HOST:PORT`")
 	c.Flags().Lookup("pcsc").NoOptDefVal = expose.DefaultVPCDAddr
+	c.Flags().StringVar(&udpAddr, "udp", "", "serve CTAPHID reports over UDP, the simulator convention, at `HOST:PORT` (port 0: any free port)")
+	c.Flags().Lookup("udp").NoOptDefVal = expose.DefaultUDPAddr
 	return c
 }
 
