@@ -19,6 +19,7 @@ import (
 	"github.com/ctapkit/ctapkit/softkey/store"
 	"github.com/ctapkit/ctapkit/transport"
 	"github.com/ctapkit/ctapkit/transport/pcsc"
+	"github.com/ctapkit/ctapkit/transport/udp"
 )
 
 // registerSchemes wires the device URI schemes this build supports into a's registry.
@@ -31,6 +32,7 @@ func registerSchemes(a *app) {
 	}
 	must(a.registry.Register(transport.Scheme{Name: "soft", Open: a.openSoftkey}))
 	must(a.registry.Register(pcsc.Scheme(pcsc.Options{})))
+	must(a.registry.Register(udp.Scheme(udp.Options{})))
 }
 
 // newClient wraps dev in a CTAP2 client that falls back to U2F for U2F-only keys, as
