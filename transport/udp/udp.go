@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -103,7 +104,7 @@ func normalizeAddr(addr string) (string, error) {
 		}
 	}
 	n, perr := strconv.Atoi(port)
-	if host == "" || perr != nil || n < 1 || n > 65535 {
+	if host == "" || strings.ContainsAny(host, "[]") || perr != nil || n < 1 || n > 65535 {
 		return "", fmt.Errorf("%w %q: want udp:HOST:PORT, e.g. udp:127.0.0.1:%s", transport.ErrBadURI, SchemeName+":"+addr, DefaultPort)
 	}
 	return net.JoinHostPort(host, port), nil
