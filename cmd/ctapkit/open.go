@@ -32,7 +32,7 @@ func registerSchemes(a *app) {
 	}
 	must(a.registry.Register(transport.Scheme{Name: "soft", Open: a.openSoftkey}))
 	must(a.registry.Register(pcsc.Scheme(pcsc.Options{})))
-	must(a.registry.Register(udp.Scheme(udp.Options{})))
+	must(a.registry.Register(transport.Scheme{Name: udp.SchemeName, Open: a.openUDP}))
 }
 
 // newClient wraps dev in a CTAP2 client that falls back to U2F for U2F-only keys, as
