@@ -88,6 +88,10 @@ type pythonOptions struct {
 	// vpcd reader, which python-fido2 opens with fido2.pcsc.CtapPcscDevice
 	// (pyscard, libpcsclite), the way it opens an NFC key.
 	PCSC bool
+	// UDP serves it by the UDP simulator convention instead (ServeUDP on a
+	// loopback port), which python-fido2 reaches with testdata/udphid.py's
+	// connection, named in $CTAPKIT_PY_UDP_ADDR.
+	UDP bool
 }
 
 // runPython serves auth to testdata/SCRIPT ARGS..., python-fido2's own CTAPHID (or
@@ -106,7 +110,10 @@ func runPython(t *testing.T, auth *softkey.Authenticator, opts pythonOptions, sc
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	var serve func(ctx context.Context) error
-	if opts.PCSC {
+	if opts.UDP {
+		addr := serveUDPForPython(t, auth)
+		cmd.Env = append(os.Environ(), "CTAPKIT_PY_UDP_ADDR="+addr)
+	} else if opts.PCSC {
 		reader, env, stop := servePCSCCard(t, auth)
 		defer stop()
 		cmd.Env = append(os.Environ(), env, "CTAPKIT_PY_PCSC_READER="+reader)

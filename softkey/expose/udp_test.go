@@ -396,3 +396,29 @@ func TestServeUDPPeerTable(t *testing.T) {
 		t.Errorf("log lacks the dropped reply:\n%s", log)
 	}
 }
+
+// serveUDPForPython serves auth by the UDP convention for runPython until the
+// test ends, and returns the address.
+func serveUDPForPython(t *testing.T, auth *softkey.Authenticator) string {
+	t.Helper()
+	return startUDP(t, auth, UDPOptions{}).addr.String()
+}
+
+// TestPythonFido2OverUDP: python-fido2's CTAPHID and CTAP2 code, over a UDP
+// connection of a few lines (testdata/udphid.py), drives the softkey served by
+// ServeUDP through the same scenarios as over its other links, the 7609-byte
+// PING of "basic" included.
+func TestPythonFido2OverUDP(t *testing.T) {
+	for _, scenario := range []string{"basic", "pin1", "pin2", "credman", "config", "blobs"} {
+		t.Run(scenario, func(t *testing.T) {
+			auth := newPythonSoftkey(t, softkey.Config{})
+			if scenario == "config" {
+				auth = newEnterpriseSoftkey(t)
+			}
+			runPython(t, auth, pythonOptions{UDP: true}, "pyfido2_host.py", scenario)
+		})
+	}
+	t.Run("u2f", func(t *testing.T) {
+		runPython(t, newPythonSoftkey(t, softkey.Config{}), pythonOptions{UDP: true}, "pyfido2_u2f.py")
+	})
+}

@@ -34,7 +34,14 @@ class PipeConnection(CtapHidConnection):
 
 def open_device():
     """python-fido2's own CTAPHID device over the pipe (it sends CTAPHID_INIT), or
-    its PC/SC device on the reader named in $CTAPKIT_PY_PCSC_READER."""
+    its PC/SC device on the reader named in $CTAPKIT_PY_PCSC_READER, or its
+    CTAPHID device over UDP datagrams to $CTAPKIT_PY_UDP_ADDR (udphid.py)."""
+    udp_addr = os.environ.get("CTAPKIT_PY_UDP_ADDR")
+    if udp_addr:
+        from udphid import open_udp_device
+
+        log("UDP:", udp_addr)
+        return open_udp_device(udp_addr)
     reader = os.environ.get("CTAPKIT_PY_PCSC_READER")
     if reader:
         from fido2.pcsc import CtapPcscDevice
