@@ -10,7 +10,7 @@ FUZZTIME  ?= 30s
 # outside; python-fido2 (with pyscard for PC/SC) is an independent CTAP2
 # implementation that checks our responses; libpcsclite-dev builds the PC/SC
 # transport (cgo); pcscd and vsmartcard-vpcd give the tests a virtual reader.
-SYSTEM_PACKAGES := openssl python3 python3-fido2 python3-pyscard libpcsclite-dev pcscd vsmartcard-vpcd pkg-config
+SYSTEM_PACKAGES := openssl python3 python3-fido2 python3-pyscard libpcsclite-dev pcscd vsmartcard-vpcd pkg-config qemu-system-x86 busybox-static cpio kmod xz-utils fido2-tools
 
 .PHONY: all build demo demo-rp test deps vet lint fuzz bench clean
 
