@@ -12,7 +12,7 @@ FUZZTIME  ?= 30s
 # transport (cgo); pcscd and vsmartcard-vpcd give the tests a virtual reader.
 SYSTEM_PACKAGES := openssl python3 python3-fido2 python3-pyscard libpcsclite-dev pcscd vsmartcard-vpcd pkg-config qemu-system-x86 busybox-static cpio kmod xz-utils fido2-tools
 
-.PHONY: all build demo demo-rp test deps vet lint fuzz bench clean
+.PHONY: all build demo demo-rp test deps vet lint fuzz bench cross clean
 
 all: build
 
@@ -61,6 +61,13 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./softkey/ ./softkey/expose/ ./transport/ctaphid/
+
+# Builds without cgo for macOS, Windows and Linux: USB HID must compile everywhere
+# (hidraw is pure Go; karalabe/hid needs cgo, so these builds get its stub).
+cross:
+	GOOS=darwin CGO_ENABLED=0 $(GO) build -tags nopcsc ./...
+	GOOS=windows CGO_ENABLED=0 $(GO) build -tags nopcsc ./...
+	CGO_ENABLED=0 $(GO) build -tags nopcsc ./...
 
 clean:
 	rm -rf bin
