@@ -38,6 +38,15 @@ type HIDLink interface {
 	WritePacket(p []byte) error
 }
 
+// SimulatorLink is implemented by HID links to an authenticator simulator (the
+// UDP convention of FIDO test suites), which may accept messages on channels
+// INIT did not allocate, since their hosts skip INIT. HID-9 then does not apply
+// to a device that does so.
+type SimulatorLink interface {
+	HIDLink
+	Simulator() bool
+}
+
 // Options configure a run.
 type Options struct {
 	// Only, if set, selects the cases whose ID or area matches.

@@ -16,6 +16,7 @@ import (
 	"github.com/ctapkit/ctapkit/ctap2"
 	conformance "github.com/ctapkit/ctapkit/fido-conformance"
 	"github.com/ctapkit/ctapkit/transport"
+	"github.com/ctapkit/ctapkit/transport/udp"
 )
 
 const destructiveWarning = "the destructive cases set a PIN, change settings, delete credentials and reset the key: " +
@@ -252,7 +253,17 @@ func (a *app) openConformanceTarget(ctx context.Context, uri string, keepalive f
 	if err != nil {
 		return nil, nil, err
 	}
-	return &conformance.Target{Device: dev, Client: newClient(dev, keepalive)}, dev.Close, nil
+	target := &conformance.Target{Device: dev, Client: newClient(dev, keepalive)}
+	closeAll := dev.Close
+	// A UDP simulator takes a second socket as another program's raw CTAPHID
+	// link, so the CTAPHID cases run too.
+	if info := dev.Info(); info.Transport == "udp" {
+		if raw, err := udp.Dial(info.Path, udp.Options{}); err == nil {
+			target.HID = raw
+			closeAll = func() error { return errors.Join(raw.Close(), dev.Close()) }
+		}
+	}
+	return target, closeAll, nil
 }
 
 // conformancePIN is the key's PIN for the suite: --pin or $CTAPKIT_PIN, else a

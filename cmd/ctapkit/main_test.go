@@ -38,6 +38,9 @@ func TestScripts(t *testing.T) {
 			e.Setenv("HOME", e.WorkDir)
 			e.Setenv("XDG_DATA_HOME", e.WorkDir+"/data")
 			e.Setenv("NO_COLOR", "1")
+			// Hermetic: a pcscd running on this machine (with cards in it)
+			// must not show up in scripts that expect no devices.
+			e.Setenv("PCSCLITE_CSOCK_NAME", e.WorkDir+"/no-pcscd.comm")
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

@@ -175,6 +175,11 @@ func (c *Conn) WritePacket(p []byte) error {
 // Close closes the socket; a read in progress returns.
 func (c *Conn) Close() error { return c.conn.Close() }
 
+// Simulator reports that the other end follows the authenticator-simulator
+// convention, which lets it answer channels INIT did not allocate (the
+// conformance suite's SimulatorLink).
+func (c *Conn) Simulator() bool { return true }
+
 // LocalAddr is the address the simulator sees datagrams come from.
 func (c *Conn) LocalAddr() net.Addr { return c.conn.LocalAddr() }
 
