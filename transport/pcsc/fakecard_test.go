@@ -38,6 +38,8 @@ type fakeCard struct {
 	pending  []byte
 	job      *job
 	closed   bool
+	locks    int // Lock calls
+	unlocks  int // Unlock calls
 }
 
 // job is a CTAP2 request running on the card.
@@ -194,6 +196,20 @@ func (c *fakeCard) next(ne int) []byte {
 }
 
 func (c *fakeCard) more() uint16 { return 0x6100 | uint16(min(len(c.pending), 256)&0xFF) }
+
+func (c *fakeCard) Lock() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.locks++
+	return nil
+}
+
+func (c *fakeCard) Unlock() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unlocks++
+	return nil
+}
 
 func (c *fakeCard) Close() error {
 	c.mu.Lock()

@@ -14,6 +14,16 @@
 // extended first for messages that do not fit a short APDU, and short chaining for
 // the rest of the Device's life once the card refuses one with 6700 (wrong length).
 //
+// Device URIs are pcsc:READER. READER is a reader's exact PC/SC name
+// ("pcsc:Virtual PCD 00 00"), else a decimal index into pcscd's reader list
+// ("pcsc:1", like libfido2's pcsc://slot1), else a case-insensitive substring of
+// one reader's name, or of several of which exactly one holds a card
+// ("pcsc:yubico"). Info always reports the full name.
+//
+// While a request waits (0x9100), the Device holds a PC/SC transaction, so that
+// another program's APDUs (a SELECT from a device listing) wait instead of
+// cancelling it.
+//
 // The protocol logic here talks to a small cardConn interface, so it is tested
 // without pcscd; scard.go implements it with github.com/ebfe/scard (cgo,
 // libpcsclite). Built with the nopcsc tag, the package keeps its API but every
@@ -91,6 +101,16 @@ const (
 type cardConn interface {
 	Transmit(apdu []byte) ([]byte, error)
 	Close() error
+}
+
+// cardLocker is a cardConn that can hold other programs' APDUs back (a PC/SC
+// transaction). Device locks the card while it polls a request that answered 9100:
+// another host's SELECT would otherwise cancel it mid-wait, since cards drop a
+// running request on any other command. Short exchanges are not locked; their
+// window is tens of microseconds and a lock costs a third of an APDU.
+type cardLocker interface {
+	Lock() error
+	Unlock() error
 }
 
 // Why a cardConn cannot reach the card; Device turns them into one-line errors
@@ -280,6 +300,12 @@ func (d *Device) cbor(ctx context.Context, data []byte) ([]byte, error) {
 	resp, sw, err := d.sendCBOR(ctx, data)
 	notify := transport.StatusNotifier(transport.KeepaliveFunc(ctx))
 	poll := []byte{claCTAP, insCTAPGetRsp, 0x00, 0x00, 0x00}
+	locked := false
+	defer func() {
+		if locked {
+			d.conn.(cardLocker).Unlock()
+		}
+	}()
 	for {
 		if err != nil {
 			return nil, err
@@ -288,6 +314,10 @@ func (d *Device) cbor(ctx context.Context, data []byte) ([]byte, error) {
 		case swOK:
 			return resp, nil
 		case swStatusUpdate:
+			if l, ok := d.conn.(cardLocker); ok && !locked {
+				// Without the lock we still work, as hosts without transactions do.
+				locked = l.Lock() == nil
+			}
 			status := transport.StatusProcessing
 			if len(resp) > 0 {
 				status = resp[0]

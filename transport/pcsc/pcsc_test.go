@@ -241,6 +241,20 @@ func TestKeepalive(t *testing.T) {
 	if polls < 2 || polls > 5 {
 		t.Errorf("%d NFCCTAP_GETRESPONSE polls in 350 ms, want about 3", polls)
 	}
+	card.mu.Lock()
+	defer card.mu.Unlock()
+	if card.locks != 1 || card.unlocks != 1 {
+		t.Errorf("card locked %d and unlocked %d times while polling, want once each", card.locks, card.unlocks)
+	}
+	// A quick request is not locked.
+	card.locks, card.unlocks = 0, 0
+	card.h = echo{}
+	card.mu.Unlock()
+	_, err = d.Transact(context.Background(), transport.CmdCBOR, []byte{0x04})
+	card.mu.Lock()
+	if err != nil || card.locks != 0 {
+		t.Errorf("quick request: %v, %d locks", err, card.locks)
+	}
 }
 
 // TestCancel: a cancelled context stops a busy request within 100 ms with the
@@ -282,6 +296,11 @@ func TestCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Transact after cancel: %v, want context.Canceled", err)
 	}
+	card.mu.Lock()
+	if card.locks != card.unlocks {
+		t.Errorf("after cancel: %d locks, %d unlocks", card.locks, card.unlocks)
+	}
+	card.mu.Unlock()
 	select {
 	case <-stopped:
 	case <-time.After(time.Second):

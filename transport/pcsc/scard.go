@@ -71,6 +71,12 @@ func (c *scardConn) whyGone() error {
 	}
 }
 
+// Lock begins a PC/SC transaction: other programs' APDUs wait until Unlock.
+func (c *scardConn) Lock() error { return c.card.BeginTransaction() }
+
+// Unlock ends the transaction, leaving the card as it is.
+func (c *scardConn) Unlock() error { return c.card.EndTransaction(scard.LeaveCard) }
+
 func (c *scardConn) Close() error {
 	err := c.card.Disconnect(scard.LeaveCard)
 	if c.owned {
@@ -290,8 +296,9 @@ func waitForCard(ctx context.Context, sc *scard.Context, reader string, wait tim
 }
 
 // Enumerate lists the readers whose card answers the FIDO SELECT, in pcscd's
-// reader order. Empty readers and other cards are skipped silently; no pcscd or no
-// readers is an error wrapping transport.ErrNoDevice ("nothing here").
+// reader order. Empty readers and other cards are skipped silently; no pcscd is an
+// error wrapping transport.ErrNoDevice ("nothing here"). A card that another
+// program's Device holds while it waits for a touch is probed once that ends.
 func Enumerate(ctx context.Context) ([]transport.DeviceInfo, error) {
 	sc, err := establish()
 	if err != nil {
