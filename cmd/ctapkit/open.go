@@ -178,8 +178,10 @@ func softkeyKnobs() (softkeyConfig, error) {
 		switch pp := softkey.PresencePolicy(p); pp {
 		case softkey.PresenceAuto, softkey.PresenceDeny:
 			k.cfg.Presence = pp
+		case "prompt": // asks on this process's terminal (presenceprompt.go)
+			k.cfg.PresenceFunc = promptPresence
 		default:
-			return k, usageErrorf("CTAPKIT_SOFTKEY_PRESENCE=%q: want auto or deny", p)
+			return k, usageErrorf("CTAPKIT_SOFTKEY_PRESENCE=%q: want auto, prompt or deny", p)
 		}
 	}
 	// CTAPKIT_SOFTKEY_UV=pass|fail gives the softkey simulated built-in user

@@ -67,6 +67,9 @@ deny), built-in UV CTAPKIT_SOFTKEY_UV. -v logs every APDU.`,
 				}
 				exps = append(exps, e)
 			}
+			if on, _ := cmd.Flags().GetBool("uhid"); on {
+				exps = append(exps, a.uhidExposure(state))
+			}
 			if len(exps) == 0 {
 				return usageErrorf("softkey serve: say how to serve the softkey: --pcsc[=HOST:PORT]")
 			}
@@ -76,6 +79,7 @@ deny), built-in UV CTAPKIT_SOFTKEY_UV. -v logs every APDU.`,
 	c.Flags().StringVar(&state, "state", defaultStatePath(), "state file")
 	c.Flags().StringVar(&pcscAddr, "pcsc", "", "serve as a PC/SC card through vpcd at `HOST:PORT`")
 	c.Flags().Lookup("pcsc").NoOptDefVal = expose.DefaultVPCDAddr
+	c.Flags().Bool("uhid", false, "serve as a USB HID device (/dev/hidrawN) through Linux uhid")
 	c.Flags().StringVar(&udpAddr, "udp", "", "serve CTAPHID reports over UDP, the simulator convention, at `HOST:PORT` (port 0: any free port)")
 	c.Flags().Lookup("udp").NoOptDefVal = expose.DefaultUDPAddr
 	return c
