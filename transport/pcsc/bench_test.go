@@ -12,8 +12,66 @@ import (
 
 	"github.com/ebfe/scard"
 
+	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/internal/pcsctest"
+	"github.com/ctapkit/ctapkit/softkey"
+	"github.com/ctapkit/ctapkit/softkey/expose"
+	"github.com/ctapkit/ctapkit/softkey/store"
 	"github.com/ctapkit/ctapkit/transport"
 )
+
+// TestMain stops the private pcscd the benchmarks may have started.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pcsctest.StopShared()
+	os.Exit(code)
+}
+
+// benchDevice opens a FIDO card through pcscd: the reader CTAPKIT_PCSC_READER
+// names, on the machine's pcscd; else a softkey card (expose.Card over vpcd)
+// behind a private pcscd (internal/pcsctest), skipping with the reason where
+// none can run.
+func benchDevice(b *testing.B) *Device {
+	ctx := context.Background()
+	if reader := os.Getenv("CTAPKIT_PCSC_READER"); reader != "" {
+		dev, err := Open(ctx, reader, Options{CardWait: -1})
+		if err != nil {
+			b.Skipf("no FIDO card at CTAPKIT_PCSC_READER=%q: %v", reader, err)
+		}
+		b.Cleanup(func() { dev.Close() })
+		return dev
+	}
+	d := pcsctest.Shared(b)
+	auth, err := softkey.New(store.NewMemory(store.Meta{}), softkey.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := expose.DialVPCD(ctx, d.CardAddr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() {
+		served <- expose.ServeVPCD(context.Background(), conn, expose.NewCard(auth, expose.CardOptions{}))
+	}()
+	// pcscd sees a new card on its ~400 ms poll, and may still see the last
+	// benchmark's card go: retry for a while.
+	dev, err := Open(ctx, d.Reader, Options{})
+	for i := 0; err != nil && i < 10; i++ {
+		time.Sleep(500 * time.Millisecond)
+		dev, err = Open(ctx, d.Reader, Options{})
+	}
+	if err != nil {
+		b.Fatalf("opening the softkey card: %v (pcscd log: %s)", err, d.Log)
+	}
+	b.Cleanup(func() {
+		dev.Close()
+		conn.Close()
+		<-served
+		auth.Close()
+	})
+	return dev
+}
 
 // BenchmarkTransactOverhead measures what this transport adds per APDU: a getInfo
 // through Device.Transact against the same APDUs (NFCCTAP_MSG, then GET RESPONSE
@@ -22,29 +80,11 @@ import (
 // median times (target ≤ 1.1); x-raw-mean that of the means, which pcscd's
 // periodic presence polls make noisier.
 //
-// It needs a running pcscd with a FIDO card: the first one Enumerate finds, or the
-// reader named by CTAPKIT_PCSC_READER. For example:
-//
-//	ctapkit softkey serve --state sk.db --pcsc &
-//	go test -run '^$' -bench TransactOverhead ./transport/pcsc
+// The card is a softkey behind a private pcscd, or, with CTAPKIT_PCSC_READER
+// set, that reader's card on the machine's pcscd.
 func BenchmarkTransactOverhead(b *testing.B) {
 	ctx := context.Background()
-	reader := os.Getenv("CTAPKIT_PCSC_READER")
-	if reader == "" {
-		infos, err := Enumerate(ctx)
-		if err != nil {
-			b.Skipf("no PC/SC here: %v", err)
-		}
-		if len(infos) == 0 {
-			b.Skip("no FIDO card in any PC/SC reader (start pcscd and `ctapkit softkey serve --pcsc`, or set CTAPKIT_PCSC_READER)")
-		}
-		reader = infos[0].Path
-	}
-	dev, err := Open(ctx, reader, Options{CardWait: -1})
-	if err != nil {
-		b.Skipf("no FIDO card at %q: %v", reader, err)
-	}
-	defer dev.Close()
+	dev := benchDevice(b)
 	sc, err := scard.EstablishContext()
 	if err != nil {
 		b.Fatal(err)
@@ -109,6 +149,59 @@ func BenchmarkTransactOverhead(b *testing.B) {
 	b.ReportMetric(float64(median(tOurs).Nanoseconds()), "transact-ns")
 	b.ReportMetric(float64(median(tRaw).Nanoseconds()), "raw-ns")
 	b.ReportMetric(float64(apdus), "apdus")
+}
+
+// BenchmarkGetAssertion times a getAssertion (allowList of one, ES256) through
+// pcscd and vpcd against the same request to an in-process softkey over CTAPHID
+// framing, alternating, and reports the ratio of medians (x-inprocess) and both
+// times.
+func BenchmarkGetAssertion(b *testing.B) {
+	ctx := context.Background()
+	viaPCSC := ctap2.NewClient(benchDevice(b))
+	auth, err := softkey.New(store.NewMemory(store.Meta{}), softkey.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	local, err := expose.InProcess(ctx, auth, expose.InProcessOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer local.Close()
+	inProcess := ctap2.NewClient(local)
+
+	assert := func(c *ctap2.Client) func() {
+		mc, err := c.MakeCredential(ctx, mcRequest("bench.example", "bench", false))
+		if err != nil {
+			b.Fatal(err)
+		}
+		id, _, err := mc.CredentialKey()
+		if err != nil {
+			b.Fatal(err)
+		}
+		req := &ctap2.GetAssertionRequest{RPID: "bench.example", ClientDataHash: make([]byte, 32),
+			AllowList: []ctap2.CredentialDescriptor{{Type: ctap2.CredentialType, ID: id}}}
+		return func() {
+			if _, err := c.GetAssertion(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	pcscGA, localGA := assert(viaPCSC), assert(inProcess)
+	var tPCSC, tLocal []time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if i%2 == 0 {
+			tPCSC = append(tPCSC, timed(pcscGA))
+			tLocal = append(tLocal, timed(localGA))
+		} else {
+			tLocal = append(tLocal, timed(localGA))
+			tPCSC = append(tPCSC, timed(pcscGA))
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(median(tPCSC))/float64(median(tLocal)), "x-inprocess")
+	b.ReportMetric(float64(median(tPCSC).Nanoseconds()), "pcsc-ns")
+	b.ReportMetric(float64(median(tLocal).Nanoseconds()), "inprocess-ns")
 }
 
 func timed(f func()) time.Duration {
