@@ -42,34 +42,8 @@ func benchDevice(b *testing.B) *Device {
 		return dev
 	}
 	d := pcsctest.Shared(b)
-	auth, err := softkey.New(store.NewMemory(store.Meta{}), softkey.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	conn, err := expose.DialVPCD(ctx, d.CardAddr())
-	if err != nil {
-		b.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() {
-		served <- expose.ServeVPCD(context.Background(), conn, expose.NewCard(auth, expose.CardOptions{}))
-	}()
-	// pcscd sees a new card on its ~400 ms poll, and may still see the last
-	// benchmark's card go: retry for a while.
-	dev, err := Open(ctx, d.Reader, Options{})
-	for i := 0; err != nil && i < 10; i++ {
-		time.Sleep(500 * time.Millisecond)
-		dev, err = Open(ctx, d.Reader, Options{})
-	}
-	if err != nil {
-		b.Fatalf("opening the softkey card: %v (pcscd log: %s)", err, d.Log)
-	}
-	b.Cleanup(func() {
-		dev.Close()
-		conn.Close()
-		<-served
-		auth.Close()
-	})
+	insertCard(b, d.CardAddr(), softkey.Config{})
+	dev := openRetry(b, d.Reader, Options{})
 	return dev
 }
 

@@ -32,6 +32,12 @@ const removalWait = time.Second
 
 func (c *scardConn) Transmit(apdu []byte) ([]byte, error) {
 	resp, err := c.card.Transmit(apdu)
+	if err == nil && len(resp) < 2 {
+		// vpcd answers an empty response when the card's connection drops mid-APDU.
+		if gone := c.whyGone(); gone != nil {
+			return nil, fmt.Errorf("%w: empty response", gone)
+		}
+	}
 	if err == nil {
 		return resp, nil
 	}
