@@ -11,9 +11,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ctapkit/ctapkit/transport/ctaphid"
 )
@@ -53,6 +55,11 @@ const (
 // browsers, python-fido2, ctapkit -d hid:. The device side of CTAPHID
 // (ctaphid.Server) answers them, many channels at once. The device is destroyed
 // when ServeUHID returns. Errors wrap ErrNoUHID when the kernel has no uhid.
+//
+// The kernel drops output reports when the device falls 32 events behind, which
+// a message of more than 31 reports does whenever the reading thread is not
+// scheduled in time; ServeUHID therefore reads on a SCHED_FIFO thread where it may
+// (root or CAP_SYS_NICE; see readLoop).
 func ServeUHID(ctx context.Context, auth ctaphid.Handler, opts UHIDOptions) error {
 	if opts.Name == "" {
 		opts.Name = DefaultUHIDName
@@ -71,9 +78,8 @@ func ServeUHID(ctx context.Context, auth ctaphid.Handler, opts UHIDOptions) erro
 	if len(opts.Name) > 127 || len(opts.Serial) > 63 {
 		return errors.New("uhid: name or serial too long (127 and 63 bytes at most)")
 	}
-	// os.OpenFile registers the descriptor with the poller (uhid supports poll),
-	// so Close ends a pending Read.
-	f, err := os.OpenFile(opts.Device, os.O_RDWR, 0)
+	// A plain blocking descriptor: the read loop has a thread of its own.
+	fd, err := unix.Open(opts.Device, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %s does not exist (load the kernel module: modprobe uhid)", ErrNoUHID, opts.Device)
@@ -82,9 +88,9 @@ func ServeUHID(ctx context.Context, auth ctaphid.Handler, opts UHIDOptions) erro
 	case err != nil:
 		return fmt.Errorf("opening %s: %w", opts.Device, err)
 	}
-	c := &uhidConn{f: f, pkts: make(chan []byte, 32), stop: make(chan struct{}), done: make(chan struct{})}
+	c := &uhidConn{fd: fd, name: opts.Device, pkts: make(chan []byte, 1024), stop: make(chan struct{}), done: make(chan struct{})}
 	if err := c.write(create2Event(opts)); err != nil {
-		f.Close()
+		unix.Close(fd)
 		return fmt.Errorf("uhid: creating the device: %w", err)
 	}
 	defer c.destroy()
@@ -142,29 +148,59 @@ func create2Event(opts UHIDOptions) []byte {
 // uhidConn is the ctaphid.PacketConn of a uhid device: output reports the hosts
 // write come in as UHID_OUTPUT events, input reports go out as UHID_INPUT2.
 type uhidConn struct {
-	f       *os.File
+	fd      int
+	name    string
 	wmu     sync.Mutex // one event per write; the read loop answers reports too
 	pkts    chan []byte
-	stop    chan struct{} // closed by destroy: the read loop stops feeding pkts
-	done    chan struct{} // closed when the read loop ends
+	stop    chan struct{} // closed by destroy: the read loop ends
+	done    chan struct{} // closed when the read loop has ended
 	readErr error         // why it ended; set before done is closed
 	once    sync.Once
+
+	// Input pacing; WritePacket is only called by the server, one at a time.
+	lastInput time.Time
+	burst     int
 }
 
 func (c *uhidConn) write(ev []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err := c.f.Write(ev)
+	_, err := unix.Write(c.fd, ev)
 	return err
 }
 
 // readLoop turns UHID events into packets and answers the kernel's requests.
+//
+// The kernel keeps only 32 events for the device and drops output reports
+// beyond that ("Output queue is full"), and hosts write a message's packets
+// back to back: a 2 KiB message is 35 of them. So the loop runs on a thread of
+// its own, raised to SCHED_FIFO where permitted (root, CAP_SYS_NICE), so that
+// each write wakes it at once instead of when the host's thread yields; on one
+// emulated CPU a normal thread lost packets of every such message.
 func (c *uhidConn) readLoop() {
+	runtime.LockOSThread() // never unlocked: the thread and its priority end with the loop
 	defer close(c.done)
+	raiseThreadPriority()
 	buf := make([]byte, uhidEventSize)
 	ne := binary.NativeEndian
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
 	for {
-		n, err := c.f.Read(buf)
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		// Poll with a timeout rather than block in read, so that stop is seen.
+		if n, err := unix.Poll(fds, 100); err != nil && err != unix.EINTR {
+			c.readErr = err
+			return
+		} else if n <= 0 {
+			continue
+		}
+		n, err := unix.Read(c.fd, buf)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
 		if err != nil {
 			c.readErr = err
 			return
@@ -200,7 +236,7 @@ func (c *uhidConn) readLoop() {
 			}
 			ne.PutUint32(reply, typ)
 			copy(reply[4:8], buf[4:8]) // request id
-			ne.PutUint16(reply[8:], uint16(syscall.EIO))
+			ne.PutUint16(reply[8:], uint16(unix.EIO))
 			c.write(reply)
 		case uhidStart, uhidStop, uhidOpen, uhidClose:
 			// Channels outlive hosts opening and closing the node, as on a USB
@@ -209,29 +245,58 @@ func (c *uhidConn) readLoop() {
 	}
 }
 
+// raiseThreadPriority puts the calling thread in SCHED_FIFO at the lowest
+// real-time priority, if this process may; otherwise it stays as it is.
+func raiseThreadPriority() {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 1 /* SCHED_FIFO */, Priority: 1}
+	unix.SchedSetAttr(0, &attr, 0)
+}
+
 // ReadPacket returns the next 64-byte report a host wrote.
 func (c *uhidConn) ReadPacket(ctx context.Context) ([]byte, error) {
 	select {
 	case p := <-c.pkts:
 		return p, nil
 	case <-c.done:
-		return nil, fmt.Errorf("reading %s: %w", c.f.Name(), c.readErr)
+		return nil, fmt.Errorf("reading %s: %w", c.name, c.readErr)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
 // WritePacket sends a 64-byte report to every host that has the node open.
+//
+// hidraw queues at most 64 reports for each reader and drops the rest, and a
+// reply may be 129 reports long. A USB key is paced by the host's polling (one
+// report a millisecond at full speed); here a burst pauses for a millisecond
+// after every inputBurst reports, which lets a reader that has fallen behind
+// catch up. Replies of up to inputBurst reports (900 bytes) go out at once.
 func (c *uhidConn) WritePacket(p []byte) error {
+	if now := time.Now(); now.Sub(c.lastInput) < burstGap {
+		c.burst++
+		if c.burst%inputBurst == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	} else {
+		c.burst = 0
+	}
 	ev := make([]byte, 6+ctaphid.ReportSize)
 	binary.NativeEndian.PutUint32(ev, uhidInput2)
 	binary.NativeEndian.PutUint16(ev[4:], ctaphid.ReportSize)
 	copy(ev[6:], p) // shorter packets are zero-padded
-	if err := c.write(ev); err != nil {
-		return fmt.Errorf("writing %s: %w", c.f.Name(), err)
+	err := c.write(ev)
+	c.lastInput = time.Now()
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", c.name, err)
 	}
 	return nil
 }
+
+// Input pacing (see WritePacket).
+const (
+	inputBurst = 16
+	burstGap   = 2 * time.Millisecond // reports closer than this belong to one burst
+)
 
 // Close does nothing: ServeUHID destroys the device when it returns.
 func (c *uhidConn) Close() error { return nil }
@@ -244,8 +309,8 @@ func (c *uhidConn) destroy() {
 		binary.NativeEndian.PutUint32(ev, uhidDestroy)
 		c.write(ev)
 		close(c.stop)
-		c.f.Close()
-		<-c.done
+		<-c.done // within one poll timeout
+		unix.Close(c.fd)
 	})
 }
 
