@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"github.com/chzyer/readline"
 )
 
 // stdinLines delivers the lines typed on stdin, read by one goroutine for the
@@ -50,8 +52,10 @@ func promptPresence(ctx context.Context, rpID string) (bool, error) {
 		fmt.Fprintln(os.Stderr, "(cancelled by the host)")
 		return false, ctx.Err()
 	case line, ok := <-lines:
+		if !readline.IsTerminal(int(os.Stdin.Fd())) {
+			fmt.Fprintln(os.Stderr) // a terminal echoed the Enter; a pipe did not
+		}
 		if !ok {
-			fmt.Fprintln(os.Stderr)
 			return false, errors.New("stdin closed: nobody can answer the touch prompt")
 		}
 		switch strings.ToLower(strings.TrimSpace(line)) {

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/ctapkit/ctapkit/ctap2"
+	conformance "github.com/ctapkit/ctapkit/fido-conformance"
 	"github.com/ctapkit/ctapkit/internal/vmtest"
 	"github.com/ctapkit/ctapkit/softkey"
 	"github.com/ctapkit/ctapkit/softkey/store"
@@ -101,6 +102,7 @@ func TestUHIDGuest(t *testing.T) {
 	}
 	t.Run("ServeUHID", guestServeUHID)
 	t.Run("GetAssertionRatio", guestGetAssertionRatio)
+	t.Run("conformance", guestConformance)
 	bin := os.Getenv(envCtapkit)
 	if bin == "" {
 		t.Fatalf("%s not set", envCtapkit)
@@ -115,9 +117,9 @@ func TestUHIDGuest(t *testing.T) {
 	t.Run("ctapkit", func(t *testing.T) { guestCtapkit(t, bin, state) })
 }
 
-// serveUHID runs ServeUHID for auth until the test ends and returns the node.
-func serveUHID(t *testing.T, auth *softkey.Authenticator, opts UHIDOptions) (node string, stop func() error) {
-	t.Helper()
+// startUHID runs ServeUHID for auth and returns the node once it exists, and a
+// function that ends ServeUHID and returns its error.
+func startUHID(auth *softkey.Authenticator, opts UHIDOptions) (node string, stop func() error, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	nodes := make(chan string, 1)
 	served := make(chan error, 1)
@@ -132,16 +134,27 @@ func serveUHID(t *testing.T, auth *softkey.Authenticator, opts UHIDOptions) (nod
 		})
 		return stopErr
 	}
-	t.Cleanup(func() { stop() })
 	select {
 	case node = <-nodes:
-		return node, stop
+		return node, stop, nil
 	case err := <-served:
-		t.Fatalf("ServeUHID: %v", err)
+		cancel()
+		return "", nil, fmt.Errorf("ServeUHID: %w", err)
 	case <-time.After(20 * time.Second):
-		t.Fatal("no hidraw node after 20 s")
+		stop()
+		return "", nil, errors.New("no hidraw node after 20 s")
 	}
-	return "", nil
+}
+
+// serveUHID is startUHID for the rest of the test.
+func serveUHID(t *testing.T, auth *softkey.Authenticator, opts UHIDOptions) (node string, stop func() error) {
+	t.Helper()
+	node, stop, err := startUHID(auth, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop() })
+	return node, stop
 }
 
 func newMemSoftkey(t *testing.T) *softkey.Authenticator {
@@ -531,4 +544,98 @@ func guestCtapkit(t *testing.T, bin, state string) {
 		t.Logf("dmesg:\n%s", dmesg)
 	}
 	s.stop(t)
+}
+
+// uhidTarget is a conformance target reached as a USB key is: the client through
+// ctapkit's hid transport, the CTAPHID cases through a second open of the same
+// hidraw node, and a power cycle that destroys the uhid device and creates it
+// again around a softkey restarted on the same state (a new /dev/hidrawN).
+type uhidTarget struct {
+	*conformance.Target
+	st   store.Store
+	auth *softkey.Authenticator
+	stop func() error
+	raw  ctaphid.PacketConn
+}
+
+// keptStore outlives the softkey's Close, so that a power cycle keeps state.
+type keptStore struct{ store.Store }
+
+func (keptStore) Close() error { return nil }
+
+func (u *uhidTarget) start(ctx context.Context) error {
+	auth, err := softkey.New(u.st, softkey.Config{})
+	if err != nil {
+		return err
+	}
+	node, stop, err := startUHID(auth, UHIDOptions{})
+	if err != nil {
+		auth.Close()
+		return err
+	}
+	dev, err := hid.Open(ctx, node, hid.Options{})
+	if err != nil {
+		stop()
+		auth.Close()
+		return err
+	}
+	raw, err := hid.OpenPacketConn(node)
+	if err != nil {
+		dev.Close()
+		stop()
+		auth.Close()
+		return err
+	}
+	u.auth, u.stop, u.raw = auth, stop, raw
+	u.Device, u.Client, u.HID = dev, ctap2.NewClient(dev), raw
+	return nil
+}
+
+func (u *uhidTarget) close() error {
+	if u.auth == nil {
+		return nil
+	}
+	u.Device.Close()
+	u.raw.Close()
+	u.stop()
+	err := u.auth.Close()
+	u.auth = nil
+	return err
+}
+
+func (u *uhidTarget) powerCycle(ctx context.Context) error {
+	if err := u.close(); err != nil {
+		return err
+	}
+	return u.start(ctx)
+}
+
+// guestConformance runs the whole suite, CTAPHID and power-cycle cases included,
+// against ServeUHID through the kernel.
+func guestConformance(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	u := &uhidTarget{Target: &conformance.Target{AutoPresence: true}, st: keptStore{store.NewMemory(store.Meta{})}}
+	u.PowerCycle = u.powerCycle
+	if err := u.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer u.close()
+	start := time.Now()
+	results := conformance.Run(ctx, u.Target, conformance.Options{Destructive: true})
+	count := map[conformance.Status]int{}
+	var skipped []string
+	for _, r := range results {
+		count[r.Status]++
+		switch r.Status {
+		case conformance.Fail:
+			t.Errorf("%s %s: %s", r.ID, r.Description, r.Message)
+		case conformance.Skip:
+			skipped = append(skipped, r.ID)
+			t.Logf("skip %s: %s", r.ID, r.Message)
+		}
+	}
+	t.Logf("conformance over uhid/hidraw with power cycles: %d passed, %d failed, %d skipped (%s) in %v",
+		count[conformance.Pass], count[conformance.Fail], count[conformance.Skip], strings.Join(skipped, " "),
+		time.Since(start).Round(time.Millisecond))
 }
