@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/ctapkit/ctapkit/transport"
+	"github.com/ctapkit/ctapkit/transport/hid"
 )
 
 // udevRule lets the logged-in user (uaccess) and group plugdev open FIDO keys.
@@ -52,7 +52,7 @@ type doctorEnv struct {
 	root      string // "/" on a real system
 	pcscdPath string // the daemon binary
 	socket    string // pcscd's client socket
-	// access checks that this user may read and write path (unix.Access; tests
+	// access checks that this user may read and write path (access(2); tests
 	// replace it, since root may open anything).
 	access func(path string) error
 }
@@ -63,7 +63,7 @@ func defaultDoctorEnv() doctorEnv {
 		socket = "/run/pcscd/pcscd.comm"
 	}
 	return doctorEnv{root: "/", pcscdPath: "/usr/sbin/pcscd", socket: socket,
-		access: func(p string) error { return unix.Access(p, unix.R_OK|unix.W_OK) }}
+		access: canReadWrite}
 }
 
 func (e doctorEnv) path(p string) string { return filepath.Join(e.root, p) }
@@ -161,11 +161,7 @@ func (e doctorEnv) checkKernel() []diagnosis {
 	if runtime.GOOS != "linux" {
 		return nil
 	}
-	var u unix.Utsname
-	release := "unknown"
-	if unix.Uname(&u) == nil {
-		release = unix.ByteSliceToString(u.Release[:])
-	}
+	release := kernelRelease()
 	var ds []diagnosis
 	if _, err := os.Stat(e.path("/sys/class/hidraw")); err != nil {
 		ds = append(ds, diagnosis{Check: "kernel", Status: statusFail,
@@ -226,11 +222,15 @@ func (e doctorEnv) checkHIDRaw() []diagnosis {
 	return ds
 }
 
-// isFIDODescriptor looks for the FIDO Alliance usage page (0xF1D0, a two-byte
-// Usage Page item 06 D0 F1) followed by usage 0x01 (U2F/CTAPHID authenticator).
+// isFIDODescriptor: an application collection of the FIDO usage page (0xF1D0),
+// usage 1 (CTAPHID authenticator).
 func isFIDODescriptor(desc []byte) bool {
-	i := bytes.Index(desc, []byte{0x06, 0xd0, 0xf1})
-	return i >= 0 && bytes.HasPrefix(desc[i+3:], []byte{0x09, 0x01})
+	d, err := hid.ParseDescriptor(desc)
+	if err != nil {
+		return false
+	}
+	_, ok := d.FIDO()
+	return ok
 }
 
 // hidName is HID_NAME from a hidraw device's uevent file.

@@ -18,7 +18,6 @@ import (
 	"github.com/ctapkit/ctapkit/softkey/expose"
 	"github.com/ctapkit/ctapkit/softkey/store"
 	"github.com/ctapkit/ctapkit/transport"
-	"github.com/ctapkit/ctapkit/transport/hid"
 	"github.com/ctapkit/ctapkit/transport/udp"
 )
 
@@ -32,7 +31,7 @@ func registerSchemes(a *app) {
 	}
 	must(a.registry.Register(transport.Scheme{Name: "soft", Open: a.openSoftkey}))
 	must(a.registry.Register(a.pcscScheme()))
-	must(a.registry.Register(hid.Scheme(hid.Options{})))
+	must(a.registry.Register(a.hidScheme()))
 	must(a.registry.Register(transport.Scheme{Name: udp.SchemeName, Open: a.openUDP}))
 }
 

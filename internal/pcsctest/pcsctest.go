@@ -106,7 +106,7 @@ func start(unshare, dir string, port int) (*Daemon, error) {
 	cmd := exec.Command(unshare, "-m", "--propagation", "private", "sh", "-c",
 		`mount -t tmpfs tmpfs /run/pcscd && exec "$0" --foreground -c "$1"`, pcscdPath, conf)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = daemonProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: starting pcscd: %v", ErrUnavailable, err)
 	}

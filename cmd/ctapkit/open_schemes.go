@@ -6,8 +6,12 @@ import (
 	"fmt"
 
 	"github.com/ctapkit/ctapkit/transport"
+	"github.com/ctapkit/ctapkit/transport/hid"
 	"github.com/ctapkit/ctapkit/transport/pcsc"
 )
+
+// The schemes whose options depend on flags read them when a device opens,
+// after the flags are parsed.
 
 // pcscScheme is the pcsc: scheme with -vv's APDU log; the options are read when
 // a device opens, after the flags are parsed.
@@ -31,4 +35,13 @@ func (a *app) apduLog() func(dir string, apdu []byte) {
 		}
 		fmt.Fprintf(a.io.ErrOut, "apdu %s %s\n", arrow, hex.EncodeToString(apdu))
 	}
+}
+
+// hidScheme is the hid: scheme with -vv's CTAPHID frame log.
+func (a *app) hidScheme() transport.Scheme {
+	s := hid.Scheme(hid.Options{})
+	s.Open = func(ctx context.Context, path string) (transport.Device, error) {
+		return hid.Scheme(hid.Options{Log: a.frameLog()}).Open(ctx, path)
+	}
+	return s
 }
