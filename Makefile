@@ -48,7 +48,7 @@ vet:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-test: deps vet
+test: deps vet cross
 	$(GO) test -count=1 -timeout 10m $(PKGS)
 	@if [ -x ../shared/checks/contract.sh ]; then ../shared/checks/contract.sh; fi
 
@@ -64,6 +64,8 @@ bench:
 
 # Builds without cgo for macOS, Windows and Linux: USB HID must compile everywhere
 # (hidraw is pure Go; karalabe/hid needs cgo, so these builds get its stub).
+# cross: macOS and Windows builds (no cgo there: no PC/SC; USB HID only with cgo),
+# and Linux without cgo (pure-Go hidraw).
 cross:
 	GOOS=darwin CGO_ENABLED=0 $(GO) build -tags nopcsc ./...
 	GOOS=windows CGO_ENABLED=0 $(GO) build -tags nopcsc ./...
