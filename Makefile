@@ -64,8 +64,6 @@ bench:
 
 # Builds without cgo for macOS, Windows and Linux: USB HID must compile everywhere
 # (hidraw is pure Go; karalabe/hid needs cgo, so these builds get its stub).
-# cross: macOS and Windows builds (no cgo there: no PC/SC; USB HID only with cgo),
-# and Linux without cgo (pure-Go hidraw).
 cross:
 	GOOS=darwin CGO_ENABLED=0 $(GO) build -tags nopcsc ./...
 	GOOS=windows CGO_ENABLED=0 $(GO) build -tags nopcsc ./...
