@@ -143,7 +143,7 @@ func (a *app) pcscExposure(state, addr string) (exposure, error) {
 // vpcd reconnect backoff: quick at first, since pcscd restarts in about a second.
 const (
 	vpcdMinBackoff = 100 * time.Millisecond
-	vpcdMaxBackoff = 2 * time.Second
+	vpcdMaxBackoff = time.Second
 )
 
 // servePCSC keeps a card connected to vpcd: it reconnects whenever vpcd is not

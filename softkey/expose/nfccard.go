@@ -269,9 +269,10 @@ func (c *Card) precheckLocked(cla, ins byte) ctap1.StatusWord {
 func (c *Card) dispatch(ctx context.Context, a *ctap1.APDU) []byte {
 	c.mu.Lock()
 	sw := c.precheckLocked(a.CLA, a.INS)
-	keep := sw == ctap1.SWNoError && (a.CLA == claISO && a.INS == insGetResp || a.INS == insCTAPPoll)
-	if !keep {
+	if sw != ctap1.SWNoError || a.CLA != claISO || a.INS != insGetResp {
 		c.pending = nil
+	}
+	if sw != ctap1.SWNoError || a.INS != insCTAPPoll {
 		c.dropRequestLocked()
 	}
 	c.mu.Unlock()
@@ -361,7 +362,6 @@ func (c *Card) ctapPoll(ctx context.Context, a *ctap1.APDU) []byte {
 	}
 	c.mu.Lock()
 	r := c.req
-	c.pending = nil
 	c.mu.Unlock()
 	if r == nil {
 		return ctap1.SWConditionsNotSatisfied.Bytes()
