@@ -116,11 +116,11 @@ func ServeUHID(ctx context.Context, auth ctaphid.Handler, opts UHIDOptions) erro
 	}
 	srv := ctaphid.NewServer(auth, ctaphid.ServerOptions{Capabilities: caps, Log: opts.Log})
 	err = srv.Serve(ctx, c)
-	cause := context.Cause(ctx)
+	failed, cause := ctx.Err() == nil, context.Cause(ctx) // before cancel below
 	cancel(nil)
 	<-watched
 	switch {
-	case ctx.Err() == nil:
+	case failed:
 		return fmt.Errorf("uhid: %w", err)
 	case errors.Is(cause, errNoHidraw):
 		return cause
