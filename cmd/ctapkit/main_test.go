@@ -22,11 +22,18 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := testscript.RunMain(m, map[string]func() int{
-		"ctapkit": func() int { return run(os.Args[1:], systemStreams()) },
+	testscript.Main(stopPCSCD{m}, map[string]func(){
+		"ctapkit": func() { os.Exit(run(os.Args[1:], systemStreams())) },
 	})
+}
+
+// stopPCSCD stops the PC/SC scripts' private pcscd when the tests are done.
+type stopPCSCD struct{ *testing.M }
+
+func (s stopPCSCD) Run() int {
+	code := s.M.Run()
 	pcsctest.StopShared()
-	os.Exit(code)
+	return code
 }
 
 // TestScripts runs the CLI behaviour scripts in testdata/script: each is a txtar file
