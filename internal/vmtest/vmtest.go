@@ -16,6 +16,12 @@
 // version under the user's cache directory. Only one VM runs at a time on the
 // machine (a file lock in the cache directory): without KVM, two VMs on two
 // cores each take several times as long.
+//
+// Environment: CTAPKIT_VM_CACHE (cache directory), CTAPKIT_VM_KERNEL (a kernel
+// package to pin, e.g. linux-image-6.1.0-57-amd64), CTAPKIT_VM_ACCEL (kvm where
+// it works; default tcg), CTAPKIT_VM_DEBUG=1 (full kernel log, run folder kept),
+// CTAPKIT_SKIP_VM=1 (skip VM tests), CTAPKIT_REQUIRE_VM=1 or CI=true (fail
+// rather than skip when no VM can run).
 package vmtest
 
 import (
