@@ -15,6 +15,7 @@ import (
 	"github.com/ctapkit/ctapkit/softkey"
 	"github.com/ctapkit/ctapkit/softkey/expose"
 	"github.com/ctapkit/ctapkit/softkey/store"
+	"github.com/ctapkit/ctapkit/transport"
 	"github.com/ctapkit/ctapkit/transport/pcsc"
 )
 
@@ -180,4 +181,48 @@ func TestPCSCCardRemovedMidSuite(t *testing.T) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a removed card should say so, not time out: %v", err)
 	}
+}
+
+// TestPCSCKeepaliveAndCancel: through pcscd, a request waiting for a touch keeps
+// the host polling (keepalive UPNEEDED reported) and a cancel ends it within
+// 100 ms.
+func TestPCSCKeepaliveAndCancel(t *testing.T) {
+	touched := make(chan struct{})
+	cfg := softkey.Config{PresenceFunc: func(ctx context.Context, _ string) (bool, error) {
+		select {
+		case <-touched:
+			return true, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}}
+	s := newPCSCSoftkey(t, cfg, pcsc.Options{})
+	var mu sync.Mutex
+	var statuses []byte
+	ctx, cancel := context.WithCancel(transport.WithKeepalive(context.Background(), func(st byte) {
+		mu.Lock()
+		statuses = append(statuses, st)
+		mu.Unlock()
+	}))
+	cancelled := make(chan time.Time, 1)
+	time.AfterFunc(600*time.Millisecond, func() { cancelled <- time.Now(); cancel() })
+	cdh := make([]byte, 32)
+	_, err := s.Client.MakeCredential(ctx, &ctap2.MakeCredentialRequest{ClientDataHash: cdh,
+		RP: &ctap2.RPEntity{ID: "example.com"}, User: &ctap2.UserEntity{ID: []byte{1}, Name: "a"},
+		PubKeyCredParams: []ctap2.CredentialParam{{Type: ctap2.CredentialType, Alg: ctap2.AlgES256}}})
+	returned := time.Now()
+	if err == nil {
+		t.Fatal("makeCredential succeeded without a touch")
+	}
+	if late := returned.Sub(<-cancelled); late > 100*time.Millisecond {
+		t.Errorf("makeCredential returned %v after the cancel, want ≤ 100 ms", late)
+	} else {
+		t.Logf("cancelled through pcscd: returned %v after the cancel (%v)", late, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(statuses) == 0 || statuses[len(statuses)-1] != transport.StatusUPNeeded {
+		t.Errorf("keepalive statuses %v, want UPNEEDED reported while waiting", statuses)
+	}
+	close(touched)
 }
