@@ -16,6 +16,7 @@ import (
 	"github.com/ctapkit/ctapkit/ctap2"
 	conformance "github.com/ctapkit/ctapkit/fido-conformance"
 	"github.com/ctapkit/ctapkit/transport"
+	"github.com/ctapkit/ctapkit/transport/hid"
 	"github.com/ctapkit/ctapkit/transport/udp"
 )
 
@@ -255,13 +256,25 @@ func (a *app) openConformanceTarget(ctx context.Context, uri string, keepalive f
 	}
 	target := &conformance.Target{Device: dev, Client: newClient(dev, keepalive)}
 	closeAll := dev.Close
-	// A UDP simulator takes a second socket as another program's raw CTAPHID
-	// link, so the CTAPHID cases run too.
-	if info := dev.Info(); info.Transport == "udp" {
-		if raw, err := udp.Dial(info.Path, udp.Options{}); err == nil {
-			target.HID = raw
-			closeAll = func() error { return errors.Join(raw.Close(), dev.Close()) }
+	// A second open of the HID node, or a second socket to a UDP simulator, is
+	// another program's raw CTAPHID link: the CTAPHID cases run through it.
+	var raw interface {
+		conformance.HIDLink
+		Close() error
+	}
+	switch info := dev.Info(); info.Transport {
+	case "hid":
+		if c, err := hid.OpenPacketConn(info.Path); err == nil {
+			raw = c
 		}
+	case "udp":
+		if c, err := udp.Dial(info.Path, udp.Options{}); err == nil {
+			raw = c
+		}
+	}
+	if raw != nil {
+		target.HID = raw
+		closeAll = func() error { return errors.Join(raw.Close(), dev.Close()) }
 	}
 	return target, closeAll, nil
 }

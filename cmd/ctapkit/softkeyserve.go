@@ -31,23 +31,33 @@ type exposure struct {
 func (a *app) softkeyServeCommand() *cobra.Command {
 	var state, pcscAddr, udpAddr string
 	c := &cobra.Command{
-		Use:   "serve --pcsc[=HOST:PORT]",
+		Use:   "serve --uhid | --pcsc[=HOST:PORT] | --udp[=HOST:PORT]",
 		Short: "Serve the softkey as a device to other programs",
 		Long: `Serve a softkey state file as a security key that other programs find on their own.
+Several exposures may run at once; the state file is held by this process meanwhile.
+
+--uhid makes a USB HID device through Linux uhid (needs /dev/uhid and root): it appears
+as /dev/hidrawN to libfido2, browsers and ctapkit -d hid:, as a USB key would.
 
 --pcsc connects to vsmartcard's vpcd driver inside pcscd (Debian vsmartcard-vpcd), which
 then shows a card in the reader "Virtual PCD 00 00" (port 35963; 35964 is "… 00 01").
 Every PC/SC client sees it as an NFC security key: python-fido2's CtapPcscDevice,
 libfido2 built with PC/SC, ctapkit -d pcsc:. vpcd accepts cards from any host that can
-reach its port, without authentication.
+reach its port, without authentication. When pcscd is not running or restarts, the
+softkey waits and reconnects.
 
-The softkey keeps serving until Ctrl-C or SIGTERM; when pcscd is not running or
-restarts, it waits and reconnects. Touches follow CTAPKIT_SOFTKEY_PRESENCE (auto or
-deny), built-in UV CTAPKIT_SOFTKEY_UV. -v logs every APDU.`,
-		Example: "  ctapkit softkey serve --state ./sk.db --pcsc\n  ctapkit softkey serve --state ./sk.db --pcsc=localhost:35964",
+--udp answers CTAPHID reports in UDP datagrams, the convention of the FIDO authenticator
+simulators that test suites drive (default 127.0.0.1:8111; port 0 picks a free one and
+the line printed names it): ctapkit -d udp:HOST:PORT.
+
+The softkey keeps serving until Ctrl-C or SIGTERM. Touches follow
+CTAPKIT_SOFTKEY_PRESENCE (auto, deny, or prompt: ask on this terminal), built-in UV
+CTAPKIT_SOFTKEY_UV. -v logs every APDU or report.`,
+		Example: "  ctapkit softkey serve --state ./sk.db --uhid\n  ctapkit softkey serve --state ./sk.db --pcsc\n" +
+			"  ctapkit softkey serve --state ./sk.db --pcsc=localhost:35964 --udp=127.0.0.1:0",
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usageErrorf("unexpected argument %q (an address goes with an equals sign: --pcsc=%s)", args[0], args[0])
+				return usageErrorf("unexpected argument %q (an address goes with an equals sign: --pcsc=%s or --udp=%s)", args[0], args[0], args[0])
 			}
 			return nil
 		},
@@ -71,7 +81,7 @@ deny), built-in UV CTAPKIT_SOFTKEY_UV. -v logs every APDU.`,
 				exps = append(exps, a.uhidExposure(state))
 			}
 			if len(exps) == 0 {
-				return usageErrorf("softkey serve: say how to serve the softkey: --pcsc[=HOST:PORT]")
+				return usageErrorf("softkey serve: say how to serve the softkey: --uhid, --pcsc[=HOST:PORT] or --udp[=HOST:PORT]")
 			}
 			return a.serveSoftkey(cmd.Context(), state, exps)
 		},

@@ -543,6 +543,10 @@ func guestCtapkit(t *testing.T, bin, state string) {
 		dmesg, _, _ := runCmd(nil, "dmesg")
 		t.Logf("dmesg:\n%s", dmesg)
 	}
+	// The CTAPHID cases run through a second open of the node.
+	if !regexp.MustCompile(`(?m)^ctaphid +1[5-9] +0 `).Match(report) {
+		t.Errorf("ctapkit conformance over hidraw did not run the CTAPHID cases")
+	}
 	s.stop(t)
 }
 

@@ -92,6 +92,14 @@ func Open(ctx context.Context, conn PacketConn, opts Options) (*Device, error) {
 	return d, nil
 }
 
+// Drainer is a PacketConn that can drop the input that piled up while nobody
+// read it. A hidraw node queues every report of every channel for each open file,
+// up to 64, and then drops new ones: after another program's long exchange on the
+// same key, the reply to our next request would be lost behind the stale ones.
+type Drainer interface {
+	Drain()
+}
+
 // Transact sends one request on the channel and returns the reply (§11.2.9).
 // Keepalives are reported to transport.KeepaliveFunc(ctx) once per status change.
 // ERR_CHANNEL_BUSY is retried every 100 ms until ctx is done. When ctx is done
@@ -118,6 +126,9 @@ func (d *Device) Transact(ctx context.Context, cmd transport.Command, data []byt
 		if err := d.resynchronize(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if dr, ok := d.conn.(Drainer); ok {
+		dr.Drain()
 	}
 	resp, err := d.exchange(ctx, d.ch.Load().cid, cmd, data, nil)
 	if errors.Is(err, ErrInvalidChannel) {

@@ -302,6 +302,17 @@ func (c *rawConn) ReadPacket(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// Drain discards the reports queued on this open file (ctaphid.Drainer); the fd
+// is non-blocking, so a read of an empty queue fails with EAGAIN at once.
+func (c *rawConn) Drain() {
+	buf := make([]byte, c.in+1)
+	for range 256 { // hidraw queues at most 64
+		if n, err := unix.Read(c.fd, buf); err != nil || n <= 0 {
+			return
+		}
+	}
+}
+
 func (c *rawConn) WritePacket(p []byte) error {
 	buf := make([]byte, 1+c.out)
 	buf[0] = c.id
