@@ -379,8 +379,14 @@ func (s *Server) allocate() (uint32, error) {
 		s.channels[cid] = struct{}{}
 		s.order = append(s.order, cid)
 		for len(s.order) > s.opts.MaxChannels {
-			delete(s.channels, s.order[0])
+			evicted := s.order[0]
+			delete(s.channels, evicted)
 			s.order = s.order[1:]
+			// Its lock goes with it: nobody could release it, and its host, told
+			// ERR_INVALID_CHANNEL, would find its new channel locked out for up to 10 s.
+			if s.lockCID == evicted {
+				s.lockCID = 0
+			}
 		}
 		return cid, nil
 	}
