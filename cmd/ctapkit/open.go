@@ -71,16 +71,13 @@ func (a *app) resolveDeviceURI(ctx context.Context) (string, error) {
 	return uri, nil
 }
 
-// pickDevice applies the selection rules: one device is used; several are offered in a
-// prompt on a terminal, otherwise listed in the error; none is exit code 3.
+// pickDevice applies the selection rules: one device is used; several are
+// selected by touch (select.go) when stderr is a terminal, or offered in a prompt
+// if none of them can be, otherwise listed in the error; none is exit code 3.
 func (a *app) pickDevice(ctx context.Context) (string, error) {
 	infos, err := a.registry.Enumerate(ctx)
 	if len(infos) == 0 {
-		if err != nil {
-			return "", fmt.Errorf("%w: %v", transport.ErrNoDevice, err)
-		}
-		return "", withHint(fmt.Errorf("%w: plug in a security key or name one with -d", transport.ErrNoDevice),
-			"for a software key: ctapkit softkey init --state ./softkey.db --no-passphrase, then -d soft:./softkey.db (or -d soft:mem)")
+		return "", noDeviceError(err)
 	}
 	if len(infos) == 1 {
 		return infos[0].URI, nil
@@ -88,6 +85,12 @@ func (a *app) pickDevice(ctx context.Context) (string, error) {
 	var uris []string
 	for _, i := range infos {
 		uris = append(uris, i.URI)
+	}
+	if a.io.errTTY {
+		uri, err := a.touchSelect(ctx, uris)
+		if !errors.Is(err, errNoTouchSelect) {
+			return uri, err
+		}
 	}
 	if !a.io.CanPrompt() {
 		return "", fmt.Errorf("%w: %s; choose one with -d", transport.ErrAmbiguous, strings.Join(uris, ", "))
@@ -99,6 +102,15 @@ func (a *app) pickDevice(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("choosing a device: %w", err)
 	}
 	return uri, nil
+}
+
+// noDeviceError is exit code 3 when nothing is attached; err is Enumerate's.
+func noDeviceError(err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: %v", transport.ErrNoDevice, err)
+	}
+	return withHint(fmt.Errorf("%w: plug in a security key or name one with -d", transport.ErrNoDevice),
+		"for a software key: ctapkit softkey init --state ./softkey.db --no-passphrase, then -d soft:./softkey.db (or -d soft:mem)")
 }
 
 // openSoftkey opens a softkey in-process: soft:mem is ephemeral, anything else is a
@@ -113,6 +125,7 @@ func (a *app) openSoftkey(ctx context.Context, path string) (transport.Device, e
 	if err != nil {
 		return nil, err
 	}
+	knobs.cfg.WinkFunc = func() { a.debugf("soft:%s winks", path) } // a real key would blink
 	auth, err := softkey.New(st, knobs.cfg)
 	if err != nil {
 		st.Close()

@@ -26,6 +26,7 @@ type fakeKey struct {
 	gen    int  // plug generation: a handle from an earlier one is dead
 	fresh  bool // plugged in just now: reset allowed
 	resets int
+	cmds   []ctap2.Command // CBOR commands received
 	// touch, if set, makes requests that need a touch wait for it (or ctx).
 	touch chan struct{}
 }
@@ -127,6 +128,7 @@ func (d *fakeDev) Transact(ctx context.Context, cmd transport.Command, data []by
 	if cmd != transport.CmdCBOR || len(data) == 0 {
 		return nil, transport.ErrUnsupportedCommand
 	}
+	k.cmds = append(k.cmds, ctap2.Command(data[0]))
 	switch ctap2.Command(data[0]) {
 	case ctap2.CmdGetInfo:
 		versions := k.versions
