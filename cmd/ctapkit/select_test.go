@@ -5,10 +5,14 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/softkey"
+	"github.com/ctapkit/ctapkit/softkey/expose"
+	"github.com/ctapkit/ctapkit/softkey/store"
 	"github.com/ctapkit/ctapkit/transport"
 )
 
@@ -113,4 +117,76 @@ func TestWinkUnsupported(t *testing.T) {
 	if len(k.cmds) != 0 {
 		t.Errorf("sent %v", k.cmds)
 	}
+}
+
+// TestTouchSelectSoftkeys: the same over real CTAPHID framing, with softkeys
+// that wait for a touch: the untouched key's wait ends by CTAPHID CANCEL (its
+// presence prompt sees its context cancelled) well before the deadline.
+func TestTouchSelectSoftkeys(t *testing.T) {
+	touched := make(chan struct{})
+	cancelled := make(chan string, 2)
+	var closedWith atomic.Int32 // cancellations seen when the first device closed
+	closedWith.Store(-1)
+	presence := func(name string) func(context.Context, string) (bool, error) {
+		return func(ctx context.Context, _ string) (bool, error) {
+			if name == "b" {
+				<-touched
+				return true, nil
+			}
+			<-ctx.Done()
+			cancelled <- name
+			return false, ctx.Err()
+		}
+	}
+	reg := new(transport.Registry)
+	err := reg.Register(transport.Scheme{Name: "hid", Open: func(ctx context.Context, path string) (transport.Device, error) {
+		auth, err := softkey.New(store.NewMemory(store.Meta{}), softkey.Config{PresenceFunc: presence(path)})
+		if err != nil {
+			return nil, err
+		}
+		dev, err := expose.InProcess(ctx, auth, expose.InProcessOptions{Info: transport.DeviceInfo{URI: "hid:" + path, Transport: "hid", Path: path}})
+		if err != nil {
+			return nil, err
+		}
+		return closeHook{dev, func() { closedWith.CompareAndSwap(-1, int32(len(cancelled))) }}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, _, _ := testApp(reg, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		time.Sleep(100 * time.Millisecond) // both keys are waiting by now
+		close(touched)
+	}()
+	start := time.Now()
+	uri, err := app.touchSelect(ctx, []string{"hid:a", "hid:b", "hid:c"})
+	if err != nil || uri != "hid:b" {
+		t.Fatalf("touchSelect = %q, %v; want hid:b", uri, err)
+	}
+	// Both waits ended before any device was closed (which would end them too):
+	// the cancel went over the wire.
+	if n := closedWith.Load(); n != 2 {
+		t.Fatalf("%d keys had seen the cancel when the first was closed, want 2", n)
+	}
+	for range 2 {
+		if name := <-cancelled; name == "b" {
+			t.Error("the touched key was cancelled")
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v: the losers' cancel was slow", d)
+	}
+}
+
+// closeHook runs a hook before closing the device.
+type closeHook struct {
+	transport.Device
+	hook func()
+}
+
+func (c closeHook) Close() error {
+	c.hook()
+	return c.Device.Close()
 }
