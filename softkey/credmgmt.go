@@ -30,10 +30,13 @@ type credMgmtParams struct {
 // Authenticator.cm; any command other than that GetNext ends it (handler.go and
 // credMgmt).
 type credMgmtSequence struct {
-	next  ctap2.CredMgmtSubcommand
-	rps   []store.RPInfo      // enumerateRPsGetNextRP
-	creds []*store.Credential // enumerateCredentialsGetNextCredential
-	last  time.Time
+	next ctap2.CredMgmtSubcommand
+	rps  []store.RPInfo // enumerateRPsGetNextRP
+	// ids are the credentials enumerateCredentialsGetNextCredential has left, each
+	// read again when its turn comes: an RP's 10,000 credentials would otherwise
+	// keep 4.5 MB of records, private keys included, for up to credMgmtWindow.
+	ids  [][]byte
+	last time.Time
 }
 
 // CredentialManagement answers authenticatorCredentialManagement (0x0A) for Go
@@ -226,7 +229,11 @@ func (a *Authenticator) enumerateCredentialsBegin(req *credMgmtParams) (*ctap2.C
 	}
 	resp.TotalCredentials = uint(len(creds))
 	if len(creds) > 1 {
-		a.cm = &credMgmtSequence{next: ctap2.CredMgmtEnumerateCredentialsGetNextCredential, creds: creds[1:], last: a.cfg.Now()}
+		ids := make([][]byte, 0, len(creds)-1)
+		for _, c := range creds[1:] {
+			ids = append(ids, bytes.Clone(c.ID))
+		}
+		a.cm = &credMgmtSequence{next: ctap2.CredMgmtEnumerateCredentialsGetNextCredential, ids: ids, last: a.cfg.Now()}
 	}
 	return resp, nil
 }
@@ -242,16 +249,20 @@ func (a *Authenticator) credMgmtNext(seq *credMgmtSequence, sub ctap2.CredMgmtSu
 	switch {
 	case sub == ctap2.CredMgmtEnumerateRPsGetNextRP && len(seq.rps) > 0:
 		resp, seq.rps = rpEntry(seq.rps[0]), seq.rps[1:]
-	case sub == ctap2.CredMgmtEnumerateCredentialsGetNextCredential && len(seq.creds) > 0:
-		var err error
-		if resp, err = a.credentialEntry(seq.creds[0]); err != nil {
+	case sub == ctap2.CredMgmtEnumerateCredentialsGetNextCredential && len(seq.ids) > 0:
+		// Nothing can delete it meanwhile: any other command ends the sequence.
+		c, err := a.st.Credential(seq.ids[0])
+		if err != nil {
+			return nil, ctap2.ErrOther
+		}
+		if resp, err = a.credentialEntry(c); err != nil {
 			return nil, err
 		}
-		seq.creds = seq.creds[1:]
+		seq.ids = seq.ids[1:]
 	default:
 		return nil, ctap2.ErrNotAllowed
 	}
-	if len(seq.rps)+len(seq.creds) > 0 {
+	if len(seq.rps)+len(seq.ids) > 0 {
 		seq.last = now
 		a.cm = seq
 	}
