@@ -229,7 +229,9 @@ func TestCapacity100k(t *testing.T) {
 	}
 	var rp, cr *ctap2.CredMgmtResponse
 	rpHeld := held(func() { rp = capacityEnumerateBegin(t, a, cmToken(), ctap2.CredMgmtEnumerateRPsBegin, nil) })
-	credHeld := held(func() { cr = capacityEnumerateBegin(t, a, cmToken(), ctap2.CredMgmtEnumerateCredentialsBegin, bigHash[:]) })
+	credHeld := held(func() {
+		cr = capacityEnumerateBegin(t, a, cmToken(), ctap2.CredMgmtEnumerateCredentialsBegin, bigHash[:])
+	})
 	var ga *ctap2.GetAssertionResponse
 	gaHeld := held(func() {
 		if ga, err = a.GetAssertion(ctx, &ctap2.GetAssertionRequest{RPID: capacityBigRP, ClientDataHash: cdh}); err != nil {
