@@ -234,13 +234,15 @@ func softkeyKnobs() (softkeyConfig, error) {
 }
 
 // openSoftStore opens the store of a soft: URI: soft:mem is a fresh in-memory one.
+// An encrypted state file takes its passphrase from CTAPKIT_SOFTKEY_PASSPHRASE or,
+// on a terminal, a prompt on this process's stdin and stderr (passphrase.go).
 func openSoftStore(path string) (store.Store, error) {
 	if path == "mem" {
 		return store.NewMemory(store.Meta{}), nil
 	}
-	db, err := store.Open(path)
+	db, err := openStateFile(systemStreams(), path, "")
 	if err != nil {
-		return nil, softkeyOpenError(path, err)
+		return nil, err
 	}
 	return db, nil
 }
@@ -250,16 +252,27 @@ func softDeviceInfo(path string) transport.DeviceInfo {
 		Product: "ctapkit softkey", Manufacturer: "ctapkit"}
 }
 
-// softkeyOpenError explains a state file that cannot be opened, with the fix.
+// softkeyOpenError explains a state file that cannot be opened, with the fix. The
+// store's errors name the file and what is wrong with it; a wrong passphrase is exit
+// code 1 with a hint, a missing one (no terminal to ask) a usage error, exit code 2.
 func softkeyOpenError(path string, err error) error {
+	var ue *usageError
 	switch {
+	case errors.As(err, &ue), errors.Is(err, errCancelled):
+		return err // from the passphrase source: says what is missing
 	case errors.Is(err, store.ErrNotExist):
 		return withHint(&quietError{fmt.Sprintf("no softkey state at %s", path), transport.ErrNoDevice},
-			"create one with: ctapkit softkey init --state "+path+" --no-passphrase")
-	case errors.Is(err, store.ErrNotSoftkey):
-		return err // the store's error names the file and what is wrong with it
-	case errors.Is(err, store.ErrInUse):
-		return err // names the file already
+			"create one with: ctapkit softkey init --state "+path+" (--no-passphrase for an unencrypted one)")
+	case errors.Is(err, store.ErrWrongPassphrase):
+		return withHint(err, "the passphrase is the one given to softkey init or passphrase change; it comes from "+
+			envPassphrase+", --passphrase-file or the prompt")
+	case errors.Is(err, store.ErrPassphraseRequired):
+		return withHint(&usageError{err}, "set "+envPassphrase+" or pass --passphrase-file FILE")
+	case errors.Is(err, store.ErrUnsafeFile):
+		return withHint(err, "a state file must belong to the user who runs ctapkit and be readable by nobody else (mode 600)")
+	case errors.Is(err, store.ErrNotSoftkey), errors.Is(err, store.ErrInUse), errors.Is(err, store.ErrDamaged),
+		errors.Is(err, store.ErrNewerVersion):
+		return err
 	}
 	return fmt.Errorf("opening softkey state %s: %w", path, err)
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ctapkit/ctapkit/ctap2"
 	"github.com/ctapkit/ctapkit/softkey"
 	"github.com/ctapkit/ctapkit/softkey/store"
 )
@@ -16,9 +18,14 @@ func (a *app) softkeyCommand() *cobra.Command {
 		Use:   "softkey",
 		Short: "Create and inspect the software authenticator",
 		Long: `The softkey is ctapkit's software FIDO2 authenticator. Its state (keys, resident
-credentials, counters) lives in one file; use it with -d soft:PATH.`,
+credentials, counters) lives in one file; use it with -d soft:PATH.
+
+The state file is encrypted at rest with a passphrase unless it was created with
+--no-passphrase. The passphrase comes from --passphrase-file, ` + envPassphrase + `,
+or a prompt on the terminal; -d soft:PATH and softkey serve read the variable or ask.`,
 	}
-	c.AddCommand(a.softkeyInitCommand(), a.softkeyInfoCommand(), a.softkeyServeCommand())
+	c.AddCommand(a.softkeyInitCommand(), a.softkeyInfoCommand(), a.softkeyServeCommand(),
+		a.softkeyPassphraseCommand(), a.softkeyExportCommand(), a.softkeyImportCommand())
 	return c
 }
 
@@ -36,78 +43,162 @@ func defaultStatePath() string {
 }
 
 func (a *app) softkeyInitCommand() *cobra.Command {
-	var state string
+	var state, passFile string
 	var noPassphrase bool
 	c := &cobra.Command{
-		Use:     "init",
-		Short:   "Create a new softkey state file",
-		Example: "  ctapkit softkey init --state ./sk.db --no-passphrase\n  ctapkit -d soft:./sk.db info",
-		Args:    cobra.NoArgs,
+		Use:   "init",
+		Short: "Create a new softkey state file",
+		Long: `Create a new softkey state file (mode 0600), encrypted at rest: a passphrase from
+--passphrase-file, ` + envPassphrase + ` or a prompt (asked twice) protects its keys,
+relying parties and users. --no-passphrase stores it unencrypted, for throwaway keys
+in CI.`,
+		Example: "  ctapkit softkey init --state ./sk.db\n" +
+			"  ctapkit softkey init --state ./ci.db --no-passphrase\n  ctapkit -d soft:./sk.db info",
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if !noPassphrase {
-				return usageErrorf("passphrase protection of the state file is not available yet; pass --no-passphrase to store it unencrypted")
+			if _, err := os.Lstat(state); err == nil {
+				return fmt.Errorf("%s: file already exists; not overwriting it", state)
 			}
-			if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
-				return fmt.Errorf("softkey init: %w", err)
+			pass, err := newStatePassphrase(a.io, state, passFile, noPassphrase)
+			if err != nil {
+				return err
 			}
-			db, err := store.Create(state, store.CreateOptions{NoPassphrase: true})
+			defer clear(pass)
+			db, err := store.Create(state, store.CreateOptions{NoPassphrase: noPassphrase, Passphrase: pass})
 			if err != nil {
 				return fmt.Errorf("softkey init: %w", err)
 			}
 			meta := db.Meta()
+			enc := encryptionText(db)
 			if err := db.Close(); err != nil {
 				return fmt.Errorf("softkey init: %w", err)
 			}
 			if a.json {
-				return writeJSON(a.io.Out, map[string]any{"state": state, "aaguid": uuid(meta.AAGUID[:]), "encrypted": false})
+				return writeJSON(a.io.Out, map[string]any{"state": state, "aaguid": uuid(meta.AAGUID[:]),
+					"encrypted": !noPassphrase, "formatVersion": meta.FormatVersion})
 			}
-			fmt.Fprintf(a.io.Out, "created softkey %s (AAGUID %s, unencrypted)\nuse it with: ctapkit -d soft:%s info\n",
-				state, uuid(meta.AAGUID[:]), state)
+			what := "unencrypted"
+			if !noPassphrase {
+				what = "encrypted: " + enc
+			}
+			fmt.Fprintf(a.io.Out, "created softkey %s (AAGUID %s, %s)\nuse it with: ctapkit -d soft:%s info\n",
+				state, uuid(meta.AAGUID[:]), what, state)
 			return nil
 		},
 	}
 	c.Flags().StringVar(&state, "state", defaultStatePath(), "state file to create")
-	c.Flags().BoolVar(&noPassphrase, "no-passphrase", false, "store the state unencrypted (required for now)")
+	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the passphrase from `FILE` (one trailing newline is dropped)")
+	c.Flags().BoolVar(&noPassphrase, "no-passphrase", false, "store the state unencrypted")
 	return c
 }
 
+// encryptionText is the Encryption line of softkey info.
+func encryptionText(db *store.DB) string {
+	e, ok := db.Encryption()
+	if !ok {
+		return "none (created with --no-passphrase)"
+	}
+	return fmt.Sprintf("%s, passphrase (%s)", e.Cipher, e.KDF)
+}
+
 func (a *app) softkeyInfoCommand() *cobra.Command {
-	var state string
+	var state, passFile string
 	c := &cobra.Command{
 		Use:   "info",
 		Short: "Describe a softkey state file",
-		Args:  cobra.NoArgs,
+		Long: `Describe a softkey state file: identity, passkeys, PIN and options, encryption and
+format version. Every record is read and authenticated, so a damaged file shows here.`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			db, err := store.Open(state)
+			db, err := openStateFile(a.io, state, passFile)
 			if err != nil {
-				return softkeyOpenError(state, err)
+				return err
 			}
 			defer db.Close()
-			meta := db.Meta()
-			n, err := db.CountCredentials()
-			if err != nil {
-				return fmt.Errorf("softkey info: %w", err)
-			}
-			if a.json {
-				return writeJSON(a.io.Out, map[string]any{
-					"state": state, "aaguid": uuid(meta.AAGUID[:]), "formatVersion": meta.FormatVersion,
-					"created": meta.Created, "residentCredentials": n, "encrypted": db.Encrypted(),
-					"attestation": attestationName(meta.Attestation),
-				})
-			}
-			return writeTable(a.io.Out, []row{
-				{"State", state},
-				{"AAGUID", uuid(meta.AAGUID[:])},
-				{"Format version", fmt.Sprint(meta.FormatVersion)},
-				{"Created", meta.Created.Format("2006-01-02 15:04:05 MST")},
-				{"Passkeys", fmt.Sprint(n)},
-				{"Attestation", attestationName(meta.Attestation)},
-				{"Encrypted", yesNo(db.Encrypted())},
-			})
+			return a.writeSoftkeyInfo(state, db)
 		},
 	}
 	c.Flags().StringVar(&state, "state", defaultStatePath(), "state file")
+	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the passphrase from `FILE`")
 	return c
+}
+
+func (a *app) writeSoftkeyInfo(state string, db *store.DB) error {
+	if err := db.Check(); err != nil {
+		return err
+	}
+	meta := db.Meta()
+	n, err := db.CountCredentials()
+	if err != nil {
+		return fmt.Errorf("softkey info: %w", err)
+	}
+	rps, err := db.RelyingParties()
+	if err != nil {
+		return fmt.Errorf("softkey info: %w", err)
+	}
+	s, err := db.Settings()
+	if err != nil {
+		return fmt.Errorf("softkey info: %w", err)
+	}
+	blob, err := db.LargeBlobArray()
+	if err != nil {
+		return fmt.Errorf("softkey info: %w", err)
+	}
+	counter, err := db.CounterCeiling()
+	if err != nil {
+		return fmt.Errorf("softkey info: %w", err)
+	}
+	minPIN := max(s.MinPINLength, ctap2.DefaultMinPINLength)
+	enc, encrypted := db.Encryption()
+	if a.json {
+		var encJSON any
+		if encrypted {
+			encJSON = map[string]any{"cipher": enc.Cipher, "kdf": "argon2id", "time": enc.KDF.Time,
+				"memoryKiB": enc.KDF.MemoryKiB, "threads": enc.KDF.Threads}
+		}
+		return writeJSON(a.io.Out, map[string]any{
+			"state": state, "aaguid": uuid(meta.AAGUID[:]), "formatVersion": meta.FormatVersion,
+			"created": meta.Created, "residentCredentials": n, "relyingParties": len(rps),
+			"encrypted": encrypted, "encryption": encJSON,
+			"attestation": attestationName(meta.Attestation), "counterCeiling": counter,
+			"largeBlobBytes": len(blob),
+			"options": map[string]any{
+				"clientPin": len(s.PINHash) > 0, "pinRetries": s.PINRetries, "uvRetries": s.UVRetries,
+				"forcePinChange": s.ForcePINChange, "alwaysUv": s.AlwaysUV, "minPinLength": minPIN,
+				"ep": s.EnterpriseAttestation,
+			},
+		})
+	}
+	pin := "not set"
+	if len(s.PINHash) > 0 {
+		pin = fmt.Sprintf("set (%d retries left)", s.PINRetries)
+		if s.ForcePINChange {
+			pin += ", must be changed"
+		}
+	}
+	return writeTable(a.io.Out, []row{
+		{"State", state},
+		{"Format version", fmt.Sprint(meta.FormatVersion)},
+		{"Encryption", encryptionText(db)},
+		{"AAGUID", uuid(meta.AAGUID[:])},
+		{"Created", meta.Created.Format("2006-01-02 15:04:05 MST")},
+		{"Passkeys", fmt.Sprint(n)},
+		{"Relying parties", fmt.Sprint(len(rps))},
+		{"Attestation", attestationName(meta.Attestation)},
+		{"PIN", pin},
+		{"Always UV", onOff(s.AlwaysUV)},
+		{"Min PIN length", fmt.Sprint(minPIN)},
+		{"Enterprise attestation", onOff(s.EnterpriseAttestation)},
+		{"Large blobs", fmt.Sprintf("%d bytes", len(blob))},
+		{"Signature counter", fmt.Sprintf("at most %d", counter)},
+	})
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 // attestationName is the attestation mode recorded in a state file; older files and
@@ -117,4 +208,111 @@ func attestationName(mode string) string {
 		return string(softkey.AttestationSelf)
 	}
 	return mode
+}
+
+func (a *app) softkeyPassphraseCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "passphrase",
+		Short: "Encrypt a softkey state file or change its passphrase",
+	}
+	c.AddCommand(a.softkeyPassphraseSetCommand(), a.softkeyPassphraseChangeCommand())
+	return c
+}
+
+// errAlreadyEncrypted stops passphrase set from asking for the passphrase of a file
+// that has one.
+var errAlreadyEncrypted = errors.New("already encrypted")
+
+func (a *app) softkeyPassphraseSetCommand() *cobra.Command {
+	var state, passFile string
+	c := &cobra.Command{
+		Use:   "set",
+		Short: "Encrypt an unencrypted state file with a passphrase",
+		Long: `Encrypt a state file made with --no-passphrase, in place: the encrypted file is built
+beside it, synced, and renamed over it, so the path always holds a complete state.
+Passkeys, counter, PIN, settings and large blobs are kept. The new passphrase comes
+from --passphrase-file, ` + envPassphrase + ` or a prompt (asked twice).`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			db, err := store.OpenWith(state, store.OpenOptions{Passphrase: func() ([]byte, error) {
+				return nil, errAlreadyEncrypted
+			}})
+			if errors.Is(err, errAlreadyEncrypted) {
+				return withHint(fmt.Errorf("%s is encrypted already", state),
+					"change its passphrase with: ctapkit softkey passphrase change --state "+state)
+			}
+			if err != nil {
+				return softkeyOpenError(state, err)
+			}
+			defer db.Close()
+			pass, err := newStatePassphrase(a.io, state, passFile, false)
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			if err := db.Encrypt(pass, nil); err != nil {
+				return err
+			}
+			n, err := db.CountCredentials()
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return writeJSON(a.io.Out, map[string]any{"state": state, "encrypted": true,
+					"formatVersion": db.Meta().FormatVersion, "residentCredentials": n})
+			}
+			fmt.Fprintf(a.io.Out, "encrypted %s (%s); %d passkeys kept\n", state, encryptionText(db), n)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&state, "state", defaultStatePath(), "state file")
+	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the new passphrase from `FILE`")
+	return c
+}
+
+func (a *app) softkeyPassphraseChangeCommand() *cobra.Command {
+	var state, passFile, newFile string
+	c := &cobra.Command{
+		Use:   "change",
+		Short: "Change the passphrase of an encrypted state file",
+		Long: `Change the passphrase of an encrypted state file. Only the wrapped master key is
+rewritten, in one transaction: the file has the old passphrase or the new one, never
+neither. The current passphrase comes from --passphrase-file, ` + envPassphrase + ` or
+a prompt; the new one from --new-passphrase-file, ` + envNewPassphrase + ` or a prompt
+(asked twice).`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			db, err := openStateFile(a.io, state, passFile)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if !db.Encrypted() {
+				return withHint(fmt.Errorf("%s is not encrypted", state),
+					"encrypt it with: ctapkit softkey passphrase set --state "+state)
+			}
+			src := &passphraseSource{file: newFile, flag: "new-passphrase-file", env: envNewPassphrase,
+				label: "New passphrase for " + state}
+			if !src.fixed() && !a.io.CanPrompt() {
+				return src.needed("a new passphrase")
+			}
+			pass, err := src.getNew(a.io)
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			if err := db.ChangePassphrase(pass, nil); err != nil {
+				return err
+			}
+			if a.json {
+				return writeJSON(a.io.Out, map[string]any{"state": state, "changed": true})
+			}
+			fmt.Fprintf(a.io.Out, "changed the passphrase of %s (%s)\n", state, encryptionText(db))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&state, "state", defaultStatePath(), "state file")
+	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the current passphrase from `FILE`")
+	c.Flags().StringVar(&newFile, "new-passphrase-file", "", "read the new passphrase from `FILE`")
+	return c
 }

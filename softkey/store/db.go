@@ -21,24 +21,36 @@ import (
 	"github.com/ctapkit/ctapkit/ctap2"
 )
 
-// The state file layout (FormatVersion 1), one bbolt file:
+// The state file layout, one bbolt file. Both formats share the buckets and the shape
+// of their keys; FormatEncrypted seals every value and replaces the raw identifiers
+// in keys by keyed hashes (crypt.go). In the table, RP = rpIdHash, ID = credential
+// ID, U = user ID for FormatPlain; for FormatEncrypted RP = HMAC(index/rp, rpIdHash),
+// ID = HMAC(index/cred, credential ID), U = HMAC(index/user, len || rpIdHash || user
+// ID), all 32 bytes, and each value v is stored as nonce || AES-256-GCM(v) with the
+// associated data "ctapkit-softkey/value\0" || version (uint32) || len(bucket) ||
+// bucket || key.
 //
-//	meta     "magic"   → stateMagic, the type marker
-//	         "version" → format version, uint32 big-endian
-//	         "header"  → CBOR {1: encrypted (false), 2: created Unix seconds,
-//	                     3: created nanoseconds, 4: AAGUID, 5: attestation mode}
-//	         "secret"  → master secret
-//	         "counter" → signature counter ceiling, uint32 big-endian
-//	         "seq"     → last insertion sequence number, uint64 big-endian
-//	         "count"   → number of credentials, uint64 big-endian
+//	meta     "magic"     → stateMagic, the type marker            (plaintext)
+//	         "version"   → format version, uint32 big-endian      (plaintext)
+//	         "header"    → plain: CBOR {1: encrypted (false), 2: created Unix seconds,
+//	                       3: created nanoseconds, 4: AAGUID, 5: attestation mode}
+//	                       encrypted: CBOR cryptoHeader (cipher, argon2id salt and
+//	                       parameters, wrapped master key)          (plaintext)
+//	         "check"     → encrypted only: checksum of "header"     (plaintext)
+//	         "identity"  → encrypted only: CBOR {1: AAGUID, 2: created seconds,
+//	                       3: nanoseconds, 4: attestation mode}
+//	         "secret"    → master secret
+//	         "counter"   → signature counter ceiling, uint32 big-endian
+//	         "seq"       → last insertion sequence number, uint64 big-endian
+//	         "count"     → number of credentials, uint64 big-endian
 //	         "settings"  → CBOR settings record (settings.go); absent = defaults
 //	         "largeblob" → serialized large-blob array; absent = never written
-//	creds    rpIdHash || credential ID → credential record (record.go)
-//	credids  credential ID → rpIdHash || user ID (lookup by ID)
-//	users    rpIdHash || user ID → credential ID (one credential per account)
+//	creds    RP || ID → credential record (record.go)
+//	credids  ID → RP || U (lookup by ID)
+//	users    RP || U → ID (one credential per account)
 //
 // Credentials of one RP are adjacent in creds, so CredentialsByRP is a cursor Seek
-// and a walk over exactly that RP's records.
+// and a walk over exactly that RP's records, in both formats.
 var (
 	bucketMeta    = []byte("meta")
 	bucketCreds   = []byte("creds")
@@ -48,6 +60,8 @@ var (
 	keyMagic     = []byte("magic")
 	keyVersion   = []byte("version")
 	keyHeader    = []byte("header")
+	keyCheck     = []byte("check")
+	keyIdentity  = []byte("identity")
 	keySecret    = []byte("secret")
 	keyCounter   = []byte("counter")
 	keySeq       = []byte("seq")
@@ -62,21 +76,25 @@ const stateMagic = "ctapkit-softkey-state"
 // with ErrInUse rather than hanging.
 const lockTimeout = 100 * time.Millisecond
 
-var (
-	// ErrPassphraseUnsupported: Create was asked for an encrypted state file, which
-	// this version cannot make yet.
-	ErrPassphraseUnsupported = errors.New("encryption at rest is not available yet")
-	// ErrNewerVersion: the state file was written by a newer ctapkit. Open leaves it
-	// untouched.
-	ErrNewerVersion = errors.New("state file was written by a newer version of ctapkit")
+// writeState's transactions: the first holds writeChunkFirst credentials, each
+// next one twice as many, up to writeChunkMax.
+const (
+	writeChunkFirst = 1000
+	writeChunkMax   = 10000
 )
 
 // CreateOptions configure a new state file.
 type CreateOptions struct {
-	// NoPassphrase must be true: it is the explicit choice of an unencrypted state
-	// file, the only kind this version makes.
+	// Passphrase encrypts the state file at rest (FormatEncrypted). Create does not
+	// keep it.
+	Passphrase []byte
+	// NoPassphrase is the explicit choice of an unencrypted state file
+	// (FormatPlain); exactly one of Passphrase and NoPassphrase must be given.
 	NoPassphrase bool
+	// KDF sets the argon2id parameters; nil means DefaultKDF.
+	KDF *KDFParams
 	// Rand is the source of the master secret and AAGUID; nil means crypto/rand.
+	// The encryption keys always come from crypto/rand.
 	Rand io.Reader
 	// AAGUID, when set, replaces the random one.
 	AAGUID *[16]byte
@@ -85,22 +103,76 @@ type CreateOptions struct {
 	Attestation string
 }
 
+// encryption returns the new file's encryption, nil for an unencrypted one.
+func (o CreateOptions) encryption() (*encryption, error) {
+	switch {
+	case o.NoPassphrase && len(o.Passphrase) > 0:
+		return nil, errors.New("both a passphrase and NoPassphrase given")
+	case o.NoPassphrase:
+		return nil, nil
+	case len(o.Passphrase) == 0:
+		return nil, fmt.Errorf("%w (or --no-passphrase to store it unencrypted)", ErrPassphraseRequired)
+	}
+	kdf := DefaultKDF
+	if o.KDF != nil {
+		kdf = *o.KDF
+	}
+	return newEncryption(o.Passphrase, kdf)
+}
+
+// encryption is the unlocked state of an encrypted file.
+type encryption struct {
+	hdr       cryptoHeader
+	masterKey []byte // kept to re-wrap it under a new passphrase
+	s         *sealer
+}
+
+func newEncryption(passphrase []byte, kdf KDFParams) (*encryption, error) {
+	mk := make([]byte, keySize)
+	randRead(mk)
+	hdr, err := newCryptoHeader(mk, passphrase, kdf)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newSealer(mk, FormatEncrypted)
+	if err != nil {
+		return nil, err
+	}
+	return &encryption{hdr: hdr, masterKey: mk, s: s}, nil
+}
+
+// sealer is nil for an unencrypted file.
+func (e *encryption) sealer() *sealer {
+	if e == nil {
+		return nil
+	}
+	return e.s
+}
+
+func (e *encryption) version() int {
+	if e == nil {
+		return FormatPlain
+	}
+	return FormatEncrypted
+}
+
 // DB is a Store kept in a bbolt file. Every write is one transaction, durable (fsynced)
 // when the call returns. The file is locked while open: another Open, in this process
 // or another, fails with ErrInUse.
 type DB struct {
 	path string
 
-	mu sync.RWMutex // guards db against Close; operations hold it shared
+	mu sync.RWMutex // guards db and enc against Close and Encrypt; operations hold it shared
 	db *bolt.DB     // nil after Close
 
 	metaMu sync.Mutex
 	meta   Meta
-	header header
+	enc    *encryption // nil: unencrypted
 
 	scanned atomic.Int64 // records visited by CredentialsByRP, for the index test
 }
 
+// header is the plaintext header of an unencrypted (FormatPlain) state file.
 type header struct {
 	Encrypted   bool   `cbor:"1,keyasint"`
 	CreatedSec  int64  `cbor:"2,keyasint"`
@@ -109,22 +181,69 @@ type header struct {
 	Attestation string `cbor:"5,keyasint,omitempty"`
 }
 
-// stateError is an error about one state file: "path: message", matching every error
-// in errs.
-type stateError struct {
-	path, msg string
-	errs      []error
+// identityRecord is the sealed identity of an encrypted state file.
+type identityRecord struct {
+	AAGUID      []byte `cbor:"1,keyasint"`
+	CreatedSec  int64  `cbor:"2,keyasint"`
+	CreatedNsec int64  `cbor:"3,keyasint,omitempty"`
+	Attestation string `cbor:"4,keyasint,omitempty"`
 }
 
-func (e *stateError) Error() string   { return e.path + ": " + e.msg }
+// stateError is an error about one state file, matching every error in errs.
+type stateError struct {
+	msg  string
+	errs []error
+}
+
+func (e *stateError) Error() string   { return e.msg }
 func (e *stateError) Unwrap() []error { return e.errs }
 
 func notSoftkey(path, reason string) error {
-	return &stateError{path, ErrNotSoftkey.Error() + " (" + reason + ")", []error{ErrNotSoftkey}}
+	return &stateError{path + ": " + ErrNotSoftkey.Error() + " (" + reason + ")", []error{ErrNotSoftkey}}
 }
 
 func inUse(path string) error {
-	return &stateError{path, ErrInUse.Error(), []error{ErrInUse}}
+	return &stateError{path + ": " + ErrInUse.Error(), []error{ErrInUse}}
+}
+
+func notExist(path string) error {
+	return &stateError{path + ": " + ErrNotExist.Error(), []error{ErrNotExist, fs.ErrNotExist}}
+}
+
+func damagedFile(path, reason string) error {
+	return &stateError{"state file " + path + " is damaged: " + reason, []error{ErrDamaged}}
+}
+
+func newerVersion(path string, version uint32) error {
+	return &stateError{fmt.Sprintf("state file %s was made by a newer ctapkit (format %d); this one reads up to format %d",
+		path, version, FormatVersion), []error{ErrNewerVersion}}
+}
+
+func wrongPassphrase(path string) error {
+	return &stateError{"wrong passphrase for " + path, []error{ErrWrongPassphrase}}
+}
+
+// damage is ErrDamaged found inside a transaction; DB methods turn it into an error
+// that names the file (damagedFile).
+type damage struct{ reason string }
+
+func (e *damage) Error() string        { return ErrDamaged.Error() + ": " + e.reason }
+func (e *damage) Is(target error) bool { return target == ErrDamaged }
+
+func damagef(format string, args ...any) error {
+	return &damage{fmt.Sprintf(format, args...)}
+}
+
+// errDamaged is ErrDamaged under its older, internal name.
+var errDamaged = ErrDamaged
+
+// inFile names path in a damage error; other errors pass through.
+func inFile(path string, err error) error {
+	var d *damage
+	if errors.As(err, &d) {
+		return damagedFile(path, d.reason)
+	}
+	return err
 }
 
 // Create makes a new state file at path with a fresh identity and returns it open.
@@ -136,40 +255,49 @@ func Create(path string, opts CreateOptions) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("creating softkey state: no path given")
 	}
-	if !opts.NoPassphrase {
-		return nil, fmt.Errorf("creating softkey state %s: %w; pass --no-passphrase to store it unencrypted",
-			path, ErrPassphraseUnsupported)
-	}
 	switch opts.Attestation {
 	case "", "self", "none", "batch":
 	default:
 		return nil, fmt.Errorf("creating softkey state %s: unknown attestation mode %q (want self, batch or none)",
 			path, opts.Attestation)
 	}
+	enc, err := opts.encryption()
+	if err != nil {
+		return nil, fmt.Errorf("creating softkey state %s: %w", path, err)
+	}
 	meta, err := NewMeta(opts.Rand, opts.AAGUID)
 	if err != nil {
 		return nil, fmt.Errorf("creating softkey state %s: %w", path, err)
 	}
 	meta.Attestation = opts.Attestation
-	hdr := header{
-		CreatedSec:  meta.Created.Unix(),
-		CreatedNsec: int64(meta.Created.Nanosecond()),
-		AAGUID:      meta.AAGUID[:],
-		Attestation: meta.Attestation,
-	}
+	return build(path, newStateRecord(meta), enc, false)
+}
 
-	if _, err := os.Lstat(path); err == nil {
-		return nil, existsError(path)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("creating softkey state: %w", err)
+// build writes st into a new state file beside path and then gives it path's name:
+// linked, never replacing a file, or (replace) renamed over the file there. It
+// returns the new file open.
+func build(path string, st *stateRecord, enc *encryption, replace bool) (*DB, error) {
+	wrap := func(err error) error {
+		var se *stateError
+		if errors.As(err, &se) {
+			return err
+		}
+		return fmt.Errorf("creating softkey state %s: %w", path, err)
+	}
+	if !replace {
+		if _, err := os.Lstat(path); err == nil {
+			return nil, existsError(path)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, wrap(err)
+		}
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating softkey state: %w", err)
+		return nil, wrap(err)
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp") // mode 0600
 	if err != nil {
-		return nil, fmt.Errorf("creating softkey state: %w", err)
+		return nil, wrap(err)
 	}
 	tmp := f.Name()
 	f.Close()
@@ -180,39 +308,83 @@ func Create(path string, opts CreateOptions) (*DB, error) {
 		}
 	}()
 
-	bdb, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout})
+	// Nobody sees the temporary file before it is complete: its transactions need
+	// not be durable one by one, one fsync at the end makes all of them so.
+	bdb, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout, NoSync: true})
 	if err != nil {
-		return nil, fmt.Errorf("creating softkey state %s: %w", path, err)
+		return nil, wrap(err)
 	}
-	err = bdb.Update(func(tx *bolt.Tx) error { return initTx(tx, meta, hdr) })
+	err = writeState(bdb, st, enc)
 	if err == nil {
-		err = publish(tmp, path)
+		err = bdb.Sync()
+		bdb.NoSync = false
+	}
+	if err == nil {
+		if replace {
+			err = os.Rename(tmp, path)
+		} else {
+			err = publish(tmp, path)
+		}
 	}
 	if err != nil {
 		bdb.Close()
-		var se *stateError
-		if errors.As(err, &se) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("creating softkey state %s: %w", path, err)
+		return nil, wrap(err)
 	}
 	published = true
 	syncDir(dir)
-	return &DB{path: path, db: bdb, meta: meta, header: hdr}, nil
+	return &DB{path: path, db: bdb, meta: st.meta(enc.version()), enc: enc}, nil
 }
 
 func existsError(path string) error {
-	return &stateError{path, "file already exists; not overwriting it", []error{fs.ErrExist}}
+	return &stateError{path + ": file already exists; not overwriting it", []error{fs.ErrExist}}
 }
 
 func encodeHeader(h header) ([]byte, error) { return ctap2.Marshal(&h) }
 
-// initTx writes the layout of a new state file.
-func initTx(tx *bolt.Tx, meta Meta, hdr header) error {
-	hb, err := encodeHeader(hdr)
-	if err != nil {
+// writeState writes the whole layout of a new state file holding st: the metadata in
+// one transaction, then the credentials in transactions of growing size. bbolt splits
+// nodes only at commit, so one transaction of 100,000 inserts at random keys (keyed
+// hashes are random keys) takes over a minute; chunks take seconds.
+func writeState(db *bolt.DB, st *stateRecord, enc *encryption) error {
+	if err := st.validate(); err != nil {
 		return err
 	}
+	var recs [][]byte
+	if err := st.records(func(rec []byte) error { recs = append(recs, rec); return nil }); err != nil {
+		return err
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return writeLayout(tx, st, enc) }); err != nil {
+		return err
+	}
+	s := enc.sealer()
+	for size := writeChunkFirst; len(recs) > 0; size = min(2*size, writeChunkMax) {
+		chunk := recs[:min(size, len(recs))]
+		recs = recs[len(chunk):]
+		err := db.Update(func(tx *bolt.Tx) error {
+			b := bucketsOf(tx, s)
+			for _, rec := range chunk {
+				c, seq, err := decodeCredential(rec)
+				if err != nil {
+					return err
+				}
+				if seq > st.Seq {
+					return fmt.Errorf("credential %x has sequence number %d, beyond the state's %d", c.ID, seq, st.Seq)
+				}
+				if err := insertTx(b, c, seq); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeLayout writes the buckets and the metadata of a new state file holding st.
+func writeLayout(tx *bolt.Tx, st *stateRecord, enc *encryption) error {
 	mb, err := tx.CreateBucket(bucketMeta)
 	if err != nil {
 		return err
@@ -222,16 +394,51 @@ func initTx(tx *bolt.Tx, meta Meta, hdr header) error {
 			return err
 		}
 	}
-	for _, kv := range []struct{ k, v []byte }{
+	b := bucketsOf(tx, enc.sealer())
+	plain := []struct{ k, v []byte }{
 		{keyMagic, []byte(stateMagic)},
-		{keyVersion, binary.BigEndian.AppendUint32(nil, uint32(meta.FormatVersion))},
-		{keyHeader, hb},
-		{keySecret, meta.MasterSecret},
-		{keyCounter, binary.BigEndian.AppendUint32(nil, 0)},
-		{keySeq, binary.BigEndian.AppendUint64(nil, 0)},
+		{keyVersion, binary.BigEndian.AppendUint32(nil, uint32(enc.version()))},
+	}
+	var sealed []struct{ k, v []byte }
+	if enc == nil {
+		hb, err := encodeHeader(header{CreatedSec: st.CreatedSec, CreatedNsec: st.CreatedNsec,
+			AAGUID: st.AAGUID, Attestation: st.Attestation})
+		if err != nil {
+			return err
+		}
+		plain = append(plain, struct{ k, v []byte }{keyHeader, hb})
+	} else {
+		hb, err := ctap2.Marshal(&enc.hdr)
+		if err != nil {
+			return err
+		}
+		ib, err := ctap2.Marshal(&identityRecord{AAGUID: st.AAGUID, CreatedSec: st.CreatedSec,
+			CreatedNsec: st.CreatedNsec, Attestation: st.Attestation})
+		if err != nil {
+			return err
+		}
+		plain = append(plain, struct{ k, v []byte }{keyHeader, hb}, struct{ k, v []byte }{keyCheck, headerCheck(hb)})
+		sealed = append(sealed, struct{ k, v []byte }{keyIdentity, ib})
+	}
+	sealed = append(sealed, []struct{ k, v []byte }{
+		{keySecret, st.MasterSecret},
+		{keyCounter, binary.BigEndian.AppendUint32(nil, st.Counter)},
+		{keySeq, binary.BigEndian.AppendUint64(nil, st.Seq)},
 		{keyCount, binary.BigEndian.AppendUint64(nil, 0)},
-	} {
+	}...)
+	if st.Settings != nil {
+		sealed = append(sealed, struct{ k, v []byte }{keySettings, st.Settings})
+	}
+	if st.HasLargeBlob {
+		sealed = append(sealed, struct{ k, v []byte }{keyLargeBlob, st.LargeBlob})
+	}
+	for _, kv := range plain {
 		if err := mb.Put(kv.k, kv.v); err != nil {
+			return err
+		}
+	}
+	for _, kv := range sealed {
+		if err := b.putMeta(kv.k, kv.v); err != nil {
 			return err
 		}
 	}
@@ -263,12 +470,28 @@ func syncDir(dir string) {
 	}
 }
 
-// Open opens an existing state file. Before anything can write to it, the file is
-// checked read-only: a missing file is ErrNotExist (and fs.ErrNotExist), anything that
-// is not a complete softkey state file is ErrNotSoftkey, a file of a newer format is
-// ErrNewerVersion; in each case the file is left exactly as it was. A file held by
-// another opener gives ErrInUse after a short wait.
-func Open(path string) (*DB, error) {
+// OpenOptions configure Open.
+type OpenOptions struct {
+	// Passphrase returns the passphrase of an encrypted state file. It is called
+	// only for one, once the file is checked and locked, so a prompt never asks in
+	// vain; Open clears the returned slice after use. Without it an encrypted file
+	// fails with ErrPassphraseRequired.
+	Passphrase func() ([]byte, error)
+}
+
+// Open opens an existing state file without a passphrase: an unencrypted one, or
+// an encrypted one fails with ErrPassphraseRequired. See OpenWith.
+func Open(path string) (*DB, error) { return OpenWith(path, OpenOptions{}) }
+
+// OpenWith opens an existing state file. Before anything can write to it, the file is
+// checked read-only: a missing file is ErrNotExist (and fs.ErrNotExist), one that
+// belongs to another user or that others may read or write is ErrUnsafeFile, one that
+// is not a softkey state file at all is ErrNotSoftkey, a damaged one (truncated, a
+// sealed value that fails authentication) ErrDamaged, a file of a newer format
+// ErrNewerVersion, a wrong passphrase ErrWrongPassphrase; in each case the file is
+// left exactly as it was. A file held by another opener gives ErrInUse after a short
+// wait.
+func OpenWith(path string, opts OpenOptions) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("opening softkey state: no path given")
 	}
@@ -280,20 +503,60 @@ func Open(path string) (*DB, error) {
 		return nil, boltOpenError(path, err)
 	}
 	d := &DB{path: path, db: bdb}
-	// Read the identity again under the exclusive lock: the file may have been
-	// replaced between the check and the open.
-	err = guard(func() error {
-		return bdb.View(func(tx *bolt.Tx) error {
+	if err := d.load(opts); err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// load reads the identity under the exclusive lock (the file may have been replaced
+// since checkFile) and, for an encrypted file, unlocks it.
+func (d *DB) load(opts OpenOptions) error {
+	var fh fileHeader
+	err := guard(func() error {
+		return d.db.View(func(tx *bolt.Tx) error {
 			var err error
-			d.meta, d.header, err = loadMeta(path, tx)
+			if fh, err = loadHeader(d.path, tx); err != nil {
+				return err
+			}
+			if fh.version == FormatPlain {
+				d.meta, err = loadPlainMeta(d.path, tx, fh)
+			}
 			return err
 		})
 	})
-	if err != nil {
-		bdb.Close()
-		return nil, notSoftkeyIfDamaged(path, err)
+	if err != nil || fh.version == FormatPlain {
+		return inFile(d.path, err)
 	}
-	return d, nil
+	if opts.Passphrase == nil {
+		return &stateError{"state file " + d.path + " is encrypted: " + ErrPassphraseRequired.Error(),
+			[]error{ErrPassphraseRequired}}
+	}
+	pass, err := opts.Passphrase()
+	if err != nil {
+		return err
+	}
+	mk, err := fh.crypto.unwrap(pass)
+	clear(pass)
+	if errors.Is(err, errUnwrap) {
+		return wrongPassphrase(d.path)
+	} else if err != nil {
+		return fmt.Errorf("opening softkey state %s: %w", d.path, err)
+	}
+	s, err := newSealer(mk, FormatEncrypted)
+	if err != nil {
+		return err
+	}
+	d.enc = &encryption{hdr: fh.crypto, masterKey: mk, s: s}
+	err = guard(func() error {
+		return d.db.View(func(tx *bolt.Tx) error {
+			var err error
+			d.meta, err = loadSealedMeta(bucketsOf(tx, s))
+			return err
+		})
+	})
+	return inFile(d.path, err)
 }
 
 // openNoCreate keeps bbolt from creating a file that vanished after validation.
@@ -306,7 +569,7 @@ func boltOpenError(path string, err error) error {
 	case errors.Is(err, berrors.ErrTimeout):
 		return inUse(path)
 	case errors.Is(err, fs.ErrNotExist):
-		return &stateError{path, ErrNotExist.Error(), []error{ErrNotExist, fs.ErrNotExist}}
+		return notExist(path)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
 		return notSoftkey(path, "not a valid bbolt database: "+err.Error())
 	}
@@ -315,11 +578,12 @@ func boltOpenError(path string, err error) error {
 
 // checkFile checks path without writing to it: our own reading of the bbolt header
 // first (so that bbolt never maps a file that is too short for its own metadata),
-// then a read-only bbolt open under a shared lock to check our buckets.
+// then a read-only bbolt open under a shared lock to check the magic, that the file
+// is private to us (owner and mode), and our header and buckets.
 func checkFile(path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &stateError{path, ErrNotExist.Error(), []error{ErrNotExist, fs.ErrNotExist}}
+		return notExist(path)
 	} else if err != nil {
 		return fmt.Errorf("opening softkey state: %w", err)
 	}
@@ -334,9 +598,7 @@ func checkFile(path string) error {
 	case !fi.Mode().IsRegular():
 		err = notSoftkey(path, "it is not a regular file")
 	default:
-		if reason := checkBoltHeader(f, fi.Size()); reason != "" {
-			err = notSoftkey(path, reason)
-		}
+		err = checkBoltHeader(path, f, fi.Size())
 	}
 	f.Close()
 	if err != nil {
@@ -350,31 +612,33 @@ func checkFile(path string) error {
 	defer bdb.Close()
 	err = guard(func() error {
 		return bdb.View(func(tx *bolt.Tx) error {
-			_, _, err := loadMeta(path, tx)
+			// A file that is not ours at all says so first; one of ours must be
+			// private before anything else in it counts.
+			if mb := tx.Bucket(bucketMeta); mb == nil || string(mb.Get(keyMagic)) != stateMagic {
+				return notSoftkey(path, "a bbolt database without softkey data")
+			}
+			if err := checkPrivate(path, fi); err != nil {
+				return err
+			}
+			fh, err := loadHeader(path, tx)
+			if err == nil && fh.version == FormatPlain {
+				_, err = loadPlainMeta(path, tx, fh)
+			}
 			return err
 		})
 	})
-	return notSoftkeyIfDamaged(path, err)
+	return inFile(path, err)
 }
 
-var errDamaged = errors.New("state file is damaged")
-
-// guard turns a panic or memory fault inside bbolt (a damaged file) into errDamaged.
+// guard turns a panic or memory fault inside bbolt (a damaged file) into ErrDamaged.
 func guard(fn func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", errDamaged, r)
+			err = damagef("%v", r)
 		}
 	}()
 	return fn()
-}
-
-func notSoftkeyIfDamaged(path string, err error) error {
-	if errors.Is(err, errDamaged) {
-		return notSoftkey(path, err.Error())
-	}
-	return err
 }
 
 // bbolt's on-disk meta page (go.etcd.io/bbolt/internal/common): a 16-byte page header,
@@ -429,11 +693,12 @@ func fnv64a(b []byte) uint64 {
 	return h
 }
 
-// checkBoltHeader returns why f (of the given size) is not a complete bbolt file, or
-// "" when its metadata is sound and all the pages it refers to are present.
-func checkBoltHeader(f *os.File, size int64) string {
+// checkBoltHeader returns why f (of the given size) is not a complete bbolt file:
+// ErrNotSoftkey when it is not one, ErrDamaged when it is a truncated one; nil when
+// its metadata is sound and all the pages it refers to are present.
+func checkBoltHeader(path string, f *os.File, size int64) error {
 	if size == 0 {
-		return "the file is empty"
+		return notSoftkey(path, "the file is empty")
 	}
 	read := func(off int64) []byte {
 		buf := make([]byte, boltPageHeader+boltMetaSize)
@@ -457,15 +722,15 @@ func checkBoltHeader(f *os.File, size int64) string {
 	if pageSize == 0 {
 		switch {
 		case len(first) < boltPageHeader+boltMetaSize:
-			return "the file is too short to be a bbolt database"
+			return notSoftkey(path, "the file is too short to be a bbolt database")
 		case m0.badMagic:
-			return "it is not a bbolt database"
+			return notSoftkey(path, "it is not a bbolt database")
 		default:
-			return "its bbolt header is damaged"
+			return notSoftkey(path, "its bbolt header is damaged")
 		}
 	}
 	if pageSize < 1024 || pageSize > 1<<24 || pageSize&(pageSize-1) != 0 {
-		return fmt.Sprintf("its bbolt page size %d is invalid", pageSize)
+		return notSoftkey(path, fmt.Sprintf("its bbolt page size %d is invalid", pageSize))
 	}
 	m1, ok1 := parseBoltMeta(read(pageSize))
 	// bbolt uses the valid meta page with the higher transaction ID.
@@ -474,85 +739,180 @@ func checkBoltHeader(f *os.File, size int64) string {
 		m = m1
 	}
 	if int64(m.pageSize) != pageSize {
-		return "its bbolt header is damaged"
+		return notSoftkey(path, "its bbolt header is damaged")
 	}
 	if m.pgid < 2 || m.root >= m.pgid || (m.freelist != boltNoFreelist && m.freelist >= m.pgid) {
-		return "its bbolt header is damaged"
+		return notSoftkey(path, "its bbolt header is damaged")
 	}
 	if m.pgid > uint64(size/pageSize) {
-		return fmt.Sprintf("it is truncated (%d bytes, the database needs %d)", size, m.pgid*uint64(pageSize))
+		return damagedFile(path, fmt.Sprintf("it is truncated (%d bytes, the database needs %d)", size, m.pgid*uint64(pageSize)))
 	}
-	return ""
+	return nil
 }
 
-// loadMeta reads and checks the softkey identity of an open state file.
-func loadMeta(path string, tx *bolt.Tx) (Meta, header, error) {
-	var hdr header
+// fileHeader is what a state file tells before any passphrase.
+type fileHeader struct {
+	version uint32
+	plain   header       // FormatPlain
+	crypto  cryptoHeader // FormatEncrypted
+}
+
+// loadHeader reads and checks the plaintext part of a state file: magic, version,
+// header and buckets.
+func loadHeader(path string, tx *bolt.Tx) (fileHeader, error) {
+	var fh fileHeader
 	mb := tx.Bucket(bucketMeta)
 	if mb == nil || string(mb.Get(keyMagic)) != stateMagic {
-		return Meta{}, hdr, notSoftkey(path, "a bbolt database without softkey data")
+		return fh, notSoftkey(path, "a bbolt database without softkey data")
 	}
 	v := mb.Get(keyVersion)
 	if len(v) != 4 {
-		return Meta{}, hdr, notSoftkey(path, "its format version record is damaged")
+		return fh, notSoftkey(path, "its format version record is damaged")
 	}
-	version := binary.BigEndian.Uint32(v)
-	if version == 0 {
-		return Meta{}, hdr, notSoftkey(path, "format version 0")
+	fh.version = binary.BigEndian.Uint32(v)
+	if fh.version == 0 {
+		return fh, notSoftkey(path, "format version 0")
 	}
-	if version > FormatVersion {
-		return Meta{}, hdr, &stateError{path, fmt.Sprintf(
-			"state format version %d is newer than this ctapkit supports (%d); use a newer ctapkit",
-			version, FormatVersion), []error{ErrNewerVersion}}
+	if fh.version > FormatVersion {
+		return fh, newerVersion(path, fh.version)
 	}
+	for _, name := range [][]byte{bucketCreds, bucketCredIDs, bucketUsers} {
+		if tx.Bucket(name) == nil {
+			return fh, notSoftkey(path, "its credential index is damaged")
+		}
+	}
+	hb := mb.Get(keyHeader)
+	switch fh.version {
+	case FormatPlain:
+		h := &fh.plain
+		if err := ctap2.Unmarshal(hb, h); err != nil || len(h.AAGUID) != 16 || h.Encrypted ||
+			h.CreatedNsec < 0 || h.CreatedNsec >= int64(time.Second) {
+			return fh, notSoftkey(path, "its header is damaged")
+		}
+	case FormatEncrypted:
+		if !bytes.Equal(mb.Get(keyCheck), headerCheck(hb)) {
+			return fh, damagedFile(path, "its encryption header fails its checksum")
+		}
+		if err := ctap2.Unmarshal(hb, &fh.crypto); err != nil {
+			return fh, damagedFile(path, "its encryption header does not decode: "+err.Error())
+		}
+		if err := fh.crypto.validate(); err != nil {
+			return fh, damagedFile(path, "its encryption header: "+err.Error())
+		}
+	}
+	return fh, nil
+}
+
+// loadPlainMeta reads and checks the identity of an unencrypted state file.
+func loadPlainMeta(path string, tx *bolt.Tx, fh fileHeader) (Meta, error) {
+	mb := tx.Bucket(bucketMeta)
 	damaged := func(what string) error { return notSoftkey(path, "its "+what+" is damaged") }
-	if err := ctap2.Unmarshal(mb.Get(keyHeader), &hdr); err != nil || len(hdr.AAGUID) != 16 ||
-		hdr.CreatedNsec < 0 || hdr.CreatedNsec >= int64(time.Second) {
-		return Meta{}, hdr, damaged("header")
-	}
-	if hdr.Encrypted {
-		return Meta{}, hdr, &stateError{path,
-			"the state file is encrypted, which this version of ctapkit cannot read; use a newer ctapkit",
-			[]error{ErrPassphraseUnsupported}}
-	}
 	secret := mb.Get(keySecret)
 	if len(secret) != MasterSecretSize {
-		return Meta{}, hdr, damaged("master secret")
+		return Meta{}, damaged("master secret")
 	}
 	if len(mb.Get(keyCounter)) != 4 || len(mb.Get(keySeq)) != 8 || len(mb.Get(keyCount)) != 8 {
-		return Meta{}, hdr, damaged("metadata")
+		return Meta{}, damaged("metadata")
 	}
 	if raw := mb.Get(keySettings); raw != nil {
 		// Checked here, read-only, so that a damaged PIN state (which could hand out
 		// fresh retries or lose the PIN) refuses the file before anything writes to it.
 		if _, err := decodeSettings(raw); err != nil {
-			return Meta{}, hdr, notSoftkey(path, "its settings record (PIN state) is damaged: "+err.Error())
+			return Meta{}, notSoftkey(path, "its settings record (PIN state) is damaged: "+err.Error())
 		}
 	}
-	for _, name := range [][]byte{bucketCreds, bucketCredIDs, bucketUsers} {
-		if tx.Bucket(name) == nil {
-			return Meta{}, hdr, damaged("credential index")
-		}
-	}
+	h := fh.plain
 	m := Meta{
 		MasterSecret:  bytes.Clone(secret),
-		FormatVersion: int(version),
-		Created:       time.Unix(hdr.CreatedSec, hdr.CreatedNsec).UTC(),
-		Attestation:   hdr.Attestation,
+		FormatVersion: FormatPlain,
+		Created:       time.Unix(h.CreatedSec, h.CreatedNsec).UTC(),
+		Attestation:   h.Attestation,
 	}
-	copy(m.AAGUID[:], hdr.AAGUID)
-	return m, hdr, nil
+	copy(m.AAGUID[:], h.AAGUID)
+	return m, nil
+}
+
+// loadSealedMeta opens and checks every meta value of an encrypted state file, so
+// that a damaged one is found at open rather than in the middle of a request.
+func loadSealedMeta(b buckets) (Meta, error) {
+	get := func(key []byte, size int) ([]byte, error) {
+		v, err := b.getMeta(key)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil || (size > 0 && len(v) != size) {
+			return nil, damagef("meta value %q is missing or has the wrong size", key)
+		}
+		return v, nil
+	}
+	ib, err := get(keyIdentity, 0)
+	if err != nil {
+		return Meta{}, err
+	}
+	var id identityRecord
+	if err := ctap2.Unmarshal(ib, &id); err != nil || len(id.AAGUID) != 16 ||
+		id.CreatedNsec < 0 || id.CreatedNsec >= int64(time.Second) {
+		return Meta{}, damagef("its identity record does not decode")
+	}
+	secret, err := get(keySecret, MasterSecretSize)
+	if err != nil {
+		return Meta{}, err
+	}
+	for _, k := range []struct {
+		key  []byte
+		size int
+	}{{keyCounter, 4}, {keySeq, 8}, {keyCount, 8}} {
+		if _, err := get(k.key, k.size); err != nil {
+			return Meta{}, err
+		}
+	}
+	raw, err := b.getMeta(keySettings)
+	if err != nil {
+		return Meta{}, err
+	}
+	if raw != nil {
+		if _, err := decodeSettings(raw); err != nil {
+			return Meta{}, damagef("its settings record (PIN state) does not decode: %v", err)
+		}
+	}
+	if _, err := b.getMeta(keyLargeBlob); err != nil {
+		return Meta{}, err
+	}
+	m := Meta{
+		MasterSecret:  secret,
+		FormatVersion: FormatEncrypted,
+		Created:       time.Unix(id.CreatedSec, id.CreatedNsec).UTC(),
+		Attestation:   id.Attestation,
+	}
+	copy(m.AAGUID[:], id.AAGUID)
+	return m, nil
 }
 
 // Path returns the state file's path as given to Create or Open.
 func (d *DB) Path() string { return d.path }
 
-// Encrypted reports whether the state file is encrypted at rest (always false for now:
-// encryption comes in a later format version).
+// Encrypted reports whether the state file is encrypted at rest.
 func (d *DB) Encrypted() bool {
-	d.metaMu.Lock()
-	defer d.metaMu.Unlock()
-	return d.header.Encrypted
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.enc != nil
+}
+
+// Encryption describes how the state file is encrypted; ok is false for an
+// unencrypted one.
+func (d *DB) Encryption() (info EncryptionInfo, ok bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.enc == nil {
+		return EncryptionInfo{}, false
+	}
+	return EncryptionInfo{Cipher: d.enc.hdr.Cipher, KDF: d.enc.hdr.params()}, true
+}
+
+// EncryptionInfo is what Encryption reports.
+type EncryptionInfo struct {
+	Cipher string // "AES-256-GCM"
+	KDF    KDFParams
 }
 
 // Meta implements Store.
@@ -562,10 +922,34 @@ func (d *DB) Meta() Meta {
 	return d.meta.clone()
 }
 
-// buckets are the open buckets of one transaction.
+// buckets are the open buckets of one transaction, with the file's sealer (nil for an
+// unencrypted file).
 type buckets struct {
 	meta, creds, credIDs, users *bolt.Bucket
+	s                           *sealer
 }
+
+func bucketsOf(tx *bolt.Tx, s *sealer) buckets {
+	return buckets{tx.Bucket(bucketMeta), tx.Bucket(bucketCreds), tx.Bucket(bucketCredIDs), tx.Bucket(bucketUsers), s}
+}
+
+// get returns the opened value under key in the bucket called name, a copy the
+// caller owns; nil when there is none.
+func (b buckets) get(bk *bolt.Bucket, name, key []byte) ([]byte, error) {
+	raw := bk.Get(key)
+	if raw == nil {
+		return nil, nil
+	}
+	return b.s.open(name, key, raw)
+}
+
+// put seals v for key in the bucket called name.
+func (b buckets) put(bk *bolt.Bucket, name, key, v []byte) error {
+	return bk.Put(key, b.s.seal(name, key, v))
+}
+
+func (b buckets) getMeta(key []byte) ([]byte, error) { return b.get(b.meta, bucketMeta, key) }
+func (b buckets) putMeta(key, v []byte) error        { return b.put(b.meta, bucketMeta, key, v) }
 
 func (d *DB) tx(write bool, fn func(b buckets) error) error {
 	d.mu.RLock()
@@ -577,45 +961,57 @@ func (d *DB) tx(write bool, fn func(b buckets) error) error {
 	if write {
 		run = d.db.Update
 	}
+	s := d.enc.sealer()
 	err := guard(func() error {
 		return run(func(tx *bolt.Tx) error {
-			b := buckets{tx.Bucket(bucketMeta), tx.Bucket(bucketCreds), tx.Bucket(bucketCredIDs), tx.Bucket(bucketUsers)}
+			b := bucketsOf(tx, s)
 			if b.meta == nil || b.creds == nil || b.credIDs == nil || b.users == nil {
-				return errDamaged
+				return damagef("a bucket is missing")
 			}
 			return fn(b)
 		})
 	})
-	if errors.Is(err, errDamaged) {
-		return fmt.Errorf("%s: %w", d.path, err)
-	}
-	return err
+	return inFile(d.path, err)
 }
 
 func (d *DB) view(fn func(b buckets) error) error   { return d.tx(false, fn) }
 func (d *DB) update(fn func(b buckets) error) error { return d.tx(true, fn) }
 
-func getUint64(b *bolt.Bucket, key []byte) (uint64, error) {
-	v := b.Get(key)
+func (b buckets) getUint64(key []byte) (uint64, error) {
+	v, err := b.getMeta(key)
+	if err != nil {
+		return 0, err
+	}
 	if len(v) != 8 {
-		return 0, fmt.Errorf("%w: meta %q", errDamaged, key)
+		return 0, damagef("meta %q", key)
 	}
 	return binary.BigEndian.Uint64(v), nil
 }
 
-func putUint64(b *bolt.Bucket, key []byte, v uint64) error {
-	return b.Put(key, binary.BigEndian.AppendUint64(nil, v))
+func (b buckets) putUint64(key []byte, v uint64) error {
+	return b.putMeta(key, binary.BigEndian.AppendUint64(nil, v))
+}
+
+func (b buckets) counter() (uint32, error) {
+	raw, err := b.getMeta(keyCounter)
+	if err != nil {
+		return 0, err
+	}
+	if len(raw) != 4 {
+		return 0, damagef("counter")
+	}
+	return binary.BigEndian.Uint32(raw), nil
 }
 
 func addCount(b buckets, delta int) error {
-	n, err := getUint64(b.meta, keyCount)
+	n, err := b.getUint64(keyCount)
 	if err != nil {
 		return err
 	}
 	if delta < 0 && n < uint64(-delta) {
-		return fmt.Errorf("%w: credential count below zero", errDamaged)
+		return damagef("credential count below zero")
 	}
-	return putUint64(b.meta, keyCount, n+uint64(delta))
+	return b.putUint64(keyCount, n+uint64(delta))
 }
 
 func cat(a, b []byte) []byte {
@@ -629,7 +1025,7 @@ func (d *DB) SetMasterSecret(secret []byte) error {
 		return fmt.Errorf("master secret is %d bytes, want %d", len(secret), MasterSecretSize)
 	}
 	secret = bytes.Clone(secret)
-	err := d.update(func(b buckets) error { return b.meta.Put(keySecret, secret) })
+	err := d.update(func(b buckets) error { return b.putMeta(keySecret, secret) })
 	if err != nil {
 		return fmt.Errorf("storing master secret: %w", err)
 	}
@@ -650,53 +1046,74 @@ func (d *DB) PutCredential(c *Credential) error {
 	return nil
 }
 
+// putTx stores c with the next insertion sequence number, replacing a credential
+// with the same ID or account.
 func putTx(b buckets, c *Credential) error {
-	seq, err := getUint64(b.meta, keySeq)
+	seq, err := b.getUint64(keySeq)
 	if err != nil {
 		return err
 	}
 	seq++
+	if _, err := removeTx(b, b.s.idTag(c.ID)); err != nil {
+		return err
+	}
+	rpT := b.s.rpTag(c.RPIDHash[:])
+	old, err := b.get(b.users, bucketUsers, cat(rpT, b.s.userTag(c.RPIDHash[:], c.User.ID)))
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		if _, err := removeTx(b, old); err != nil {
+			return err
+		}
+	}
+	if err := insertTx(b, c, seq); err != nil {
+		return err
+	}
+	return b.putUint64(keySeq, seq)
+}
+
+// insertTx writes c's record and index entries, which must not exist yet.
+func insertTx(b buckets, c *Credential, seq uint64) error {
 	rec, err := encodeCredential(c, seq)
 	if err != nil {
 		return err
 	}
-	if _, err := removeTx(b, c.ID); err != nil {
+	rpT := b.s.rpTag(c.RPIDHash[:])
+	idT := b.s.idTag(c.ID)
+	credKey := cat(rpT, idT)
+	userKey := cat(rpT, b.s.userTag(c.RPIDHash[:], c.User.ID))
+	if b.creds.Get(credKey) != nil || b.credIDs.Get(idT) != nil || b.users.Get(userKey) != nil {
+		return fmt.Errorf("credential %x is there twice", c.ID)
+	}
+	if err := b.put(b.creds, bucketCreds, credKey, rec); err != nil {
 		return err
 	}
-	userKey := cat(c.RPIDHash[:], c.User.ID)
-	if old := b.users.Get(userKey); old != nil {
-		if _, err := removeTx(b, bytes.Clone(old)); err != nil {
-			return err
-		}
-	}
-	if err := b.creds.Put(cat(c.RPIDHash[:], c.ID), rec); err != nil {
+	if err := b.put(b.credIDs, bucketCredIDs, idT, userKey); err != nil {
 		return err
 	}
-	if err := b.credIDs.Put(bytes.Clone(c.ID), userKey); err != nil {
-		return err
-	}
-	if err := b.users.Put(userKey, bytes.Clone(c.ID)); err != nil {
-		return err
-	}
-	if err := putUint64(b.meta, keySeq, seq); err != nil {
+	if err := b.put(b.users, bucketUsers, userKey, idT); err != nil {
 		return err
 	}
 	return addCount(b, 1)
 }
 
-// removeTx deletes the credential with that ID and its index entries; false if there
-// was none.
-func removeTx(b buckets, id []byte) (bool, error) {
-	v := b.credIDs.Get(id)
-	if v == nil {
-		return false, nil
+// removeTx deletes the credential whose ID has the index key idT, and its index
+// entries; false if there was none.
+func removeTx(b buckets, idT []byte) (bool, error) {
+	userKey, err := b.get(b.credIDs, bucketCredIDs, idT)
+	if err != nil || userKey == nil {
+		return false, err
 	}
-	if len(v) < 32 {
-		return false, fmt.Errorf("%w: credential index entry", errDamaged)
+	if len(userKey) < 32 {
+		return false, damagef("credential index entry")
 	}
-	userKey := bytes.Clone(v)
-	credKey := cat(userKey[:32], id)
-	if u := b.users.Get(userKey); bytes.Equal(u, id) {
+	credKey := cat(userKey[:32], idT)
+	u, err := b.get(b.users, bucketUsers, userKey)
+	if err != nil {
+		return false, err
+	}
+	if bytes.Equal(u, idT) {
 		if err := b.users.Delete(userKey); err != nil {
 			return false, err
 		}
@@ -704,7 +1121,7 @@ func removeTx(b buckets, id []byte) (bool, error) {
 	if err := b.creds.Delete(credKey); err != nil {
 		return false, err
 	}
-	if err := b.credIDs.Delete(bytes.Clone(id)); err != nil {
+	if err := b.credIDs.Delete(bytes.Clone(idT)); err != nil {
 		return false, err
 	}
 	return true, addCount(b, -1)
@@ -714,22 +1131,27 @@ func removeTx(b buckets, id []byte) (bool, error) {
 func (d *DB) Credential(id []byte) (*Credential, error) {
 	var c *Credential
 	err := d.view(func(b buckets) error {
-		v := b.credIDs.Get(id)
+		idT := b.s.idTag(id)
+		v, err := b.get(b.credIDs, bucketCredIDs, idT)
+		if err != nil {
+			return err
+		}
 		if v == nil {
 			return ErrNotFound
 		}
 		if len(v) < 32 {
-			return fmt.Errorf("%w: credential index entry", errDamaged)
+			return damagef("credential index entry")
 		}
-		rec := b.creds.Get(cat(v[:32], id))
-		if rec == nil {
-			return fmt.Errorf("%w: credential index points to a missing record", errDamaged)
-		}
-		var err error
-		if c, _, err = decodeStored(rec, v[:32], id); err != nil {
+		key := cat(v[:32], idT)
+		rec, err := b.get(b.creds, bucketCreds, key)
+		if err != nil {
 			return err
 		}
-		return nil
+		if rec == nil {
+			return damagef("credential index points to a missing record")
+		}
+		c, _, err = b.decodeStored(rec, key, nil)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -737,14 +1159,22 @@ func (d *DB) Credential(id []byte) (*Credential, error) {
 	return c, nil
 }
 
-// decodeStored decodes a record and checks that it is the one its key names.
-func decodeStored(rec, rpIDHash, id []byte) (*Credential, uint64, error) {
+// decodeStored decodes an opened record and checks that it is the one its key
+// names. rpIDHash, when known, is compared directly instead of through its tag.
+func (b buckets) decodeStored(rec, key []byte, rpIDHash []byte) (*Credential, uint64, error) {
 	c, seq, err := decodeCredential(rec)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v", errDamaged, err)
+		return nil, 0, damagef("%v", err)
 	}
-	if !bytes.Equal(c.RPIDHash[:], rpIDHash) || !bytes.Equal(c.ID, id) {
-		return nil, 0, fmt.Errorf("%w: credential record under the wrong key", errDamaged)
+	if len(key) <= 32 {
+		return nil, 0, damagef("credential key")
+	}
+	rpOK := bytes.Equal(c.RPIDHash[:], rpIDHash)
+	if rpIDHash == nil {
+		rpOK = bytes.Equal(b.s.rpTag(c.RPIDHash[:]), key[:32])
+	}
+	if !rpOK || !bytes.Equal(b.s.idTag(c.ID), key[32:]) {
+		return nil, 0, damagef("credential record under the wrong key")
 	}
 	return c, seq, nil
 }
@@ -759,10 +1189,14 @@ func (d *DB) CredentialsByRP(rpIDHash [32]byte) ([]*Credential, error) {
 	var found []entry
 	err := d.view(func(b buckets) error {
 		cur := b.creds.Cursor()
-		prefix := rpIDHash[:]
+		prefix := b.s.rpTag(rpIDHash[:])
 		for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
 			d.scanned.Add(1)
-			c, seq, err := decodeStored(v, prefix, k[len(prefix):])
+			rec, err := b.s.open(bucketCreds, k, v)
+			if err != nil {
+				return err
+			}
+			c, seq, err := b.decodeStored(rec, k, rpIDHash[:])
 			if err != nil {
 				return err
 			}
@@ -792,7 +1226,7 @@ func (d *DB) CredentialsByRP(rpIDHash [32]byte) ([]*Credential, error) {
 // DeleteCredential implements Store.
 func (d *DB) DeleteCredential(id []byte) error {
 	return d.update(func(b buckets) error {
-		ok, err := removeTx(b, id)
+		ok, err := removeTx(b, b.s.idTag(id))
 		if err == nil && !ok {
 			err = ErrNotFound
 		}
@@ -805,7 +1239,7 @@ func (d *DB) CountCredentials() (int, error) {
 	var n uint64
 	err := d.view(func(b buckets) error {
 		var err error
-		n, err = getUint64(b.meta, keyCount)
+		n, err = b.getUint64(keyCount)
 		return err
 	})
 	return int(n), err
@@ -823,7 +1257,7 @@ func (d *DB) DeleteAllCredentials() error {
 				return err
 			}
 		}
-		return putUint64(b.meta, keyCount, 0)
+		return b.putUint64(keyCount, 0)
 	})
 }
 
@@ -831,12 +1265,9 @@ func (d *DB) DeleteAllCredentials() error {
 func (d *DB) CounterCeiling() (uint32, error) {
 	var v uint32
 	err := d.view(func(b buckets) error {
-		raw := b.meta.Get(keyCounter)
-		if len(raw) != 4 {
-			return fmt.Errorf("%w: counter", errDamaged)
-		}
-		v = binary.BigEndian.Uint32(raw)
-		return nil
+		var err error
+		v, err = b.counter()
+		return err
 	})
 	return v, err
 }
@@ -844,7 +1275,7 @@ func (d *DB) CounterCeiling() (uint32, error) {
 // SetCounterCeiling implements Store.
 func (d *DB) SetCounterCeiling(v uint32) error {
 	return d.update(func(b buckets) error {
-		return b.meta.Put(keyCounter, binary.BigEndian.AppendUint32(nil, v))
+		return b.putMeta(keyCounter, binary.BigEndian.AppendUint32(nil, v))
 	})
 }
 
@@ -852,13 +1283,12 @@ func (d *DB) SetCounterCeiling(v uint32) error {
 func (d *DB) Settings() (Settings, error) {
 	s := DefaultSettings()
 	err := d.view(func(b buckets) error {
-		raw := b.meta.Get(keySettings)
-		if raw == nil {
-			return nil
+		raw, err := b.getMeta(keySettings)
+		if err != nil || raw == nil {
+			return err
 		}
-		var err error
 		if s, err = decodeSettings(raw); err != nil {
-			return fmt.Errorf("%w: settings: %v", errDamaged, err)
+			return damagef("settings: %v", err)
 		}
 		return nil
 	})
@@ -872,7 +1302,7 @@ func (d *DB) SetSettings(s Settings) error {
 	if err != nil {
 		return err
 	}
-	if err := d.update(func(b buckets) error { return b.meta.Put(keySettings, raw) }); err != nil {
+	if err := d.update(func(b buckets) error { return b.putMeta(keySettings, raw) }); err != nil {
 		return fmt.Errorf("storing settings: %w", err)
 	}
 	return nil
@@ -882,8 +1312,9 @@ func (d *DB) SetSettings(s Settings) error {
 func (d *DB) LargeBlobArray() ([]byte, error) {
 	var out []byte
 	err := d.view(func(b buckets) error {
-		out = bytes.Clone(b.meta.Get(keyLargeBlob))
-		return nil
+		var err error
+		out, err = b.getMeta(keyLargeBlob)
+		return err
 	})
 	return out, err
 }
@@ -898,7 +1329,7 @@ func (d *DB) SetLargeBlobArray(v []byte) error {
 		if v == nil {
 			return b.meta.Delete(keyLargeBlob)
 		}
-		return b.meta.Put(keyLargeBlob, v)
+		return b.putMeta(keyLargeBlob, v)
 	})
 	if err != nil {
 		return fmt.Errorf("storing large-blob array: %w", err)
@@ -928,31 +1359,44 @@ func (d *DB) RelyingParties() ([]RPInfo, error) {
 	var rps []RPInfo
 	err := d.view(func(b buckets) error {
 		var (
+			groupTag  []byte // the key prefix of the last RP in rps
 			newestAt  time.Time
 			newestSeq uint64
 		)
 		c := b.creds.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) <= 32 {
-				return fmt.Errorf("%w: credential key", errDamaged)
+				return damagef("credential key")
+			}
+			rec, err := b.s.open(bucketCreds, k, v)
+			if err != nil {
+				return err
 			}
 			var r rpRecord
-			if err := ctap2.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("%w: credential record: %v", errDamaged, err)
+			if err := ctap2.Unmarshal(rec, &r); err != nil {
+				return damagef("credential record: %v", err)
 			}
-			if !bytes.Equal(r.RPIDHash, k[:32]) {
-				return fmt.Errorf("%w: credential record under the wrong key", errDamaged)
+			if len(r.RPIDHash) != 32 {
+				return damagef("credential record: rpIdHash is %d bytes", len(r.RPIDHash))
 			}
 			var at time.Time
 			if r.HasCreated {
 				at = time.Unix(r.CreatedSec, r.CreatedNsec)
 			}
 			n := len(rps)
-			if n == 0 || !bytes.Equal(rps[n-1].IDHash[:], k[:32]) {
+			if n == 0 || !bytes.Equal(groupTag, k[:32]) {
+				// An RP's first record is checked against the key (one keyed hash per
+				// RP), the others against the first's rpIdHash.
+				if !bytes.Equal(b.s.rpTag(r.RPIDHash), k[:32]) {
+					return damagef("credential record under the wrong key")
+				}
+				groupTag = bytes.Clone(k[:32])
 				info := RPInfo{ID: r.RPID, Name: r.RPName}
-				copy(info.IDHash[:], k[:32])
+				copy(info.IDHash[:], r.RPIDHash)
 				rps = append(rps, info)
 				newestAt, newestSeq = at, r.Seq
+			} else if !bytes.Equal(rps[n-1].IDHash[:], r.RPIDHash) {
+				return damagef("credential record under the wrong key")
 			} else if newerAt(at, newestAt, r.Seq, newestSeq) {
 				rps[n-1].ID, rps[n-1].Name = r.RPID, r.RPName
 				newestAt, newestSeq = at, r.Seq

@@ -70,7 +70,7 @@ func TestDBPersistence(t *testing.T) {
 	}
 	meta := d.Meta()
 	if meta.AAGUID != aaguid || !bytes.Equal(meta.MasterSecret, bytes.Repeat([]byte{0x42}, 32)) ||
-		meta.Attestation != "self" || meta.FormatVersion != FormatVersion || meta.Created.IsZero() {
+		meta.Attestation != "self" || meta.FormatVersion != FormatPlain || meta.Created.IsZero() {
 		t.Fatalf("Meta = %+v", meta)
 	}
 	var want []*Credential
@@ -102,7 +102,7 @@ func TestDBPersistence(t *testing.T) {
 	d = openDB(t, path)
 	got := d.Meta()
 	if got.AAGUID != aaguid || !bytes.Equal(got.MasterSecret, secret) || got.Attestation != "self" ||
-		got.FormatVersion != FormatVersion || !got.Created.Equal(meta.Created) {
+		got.FormatVersion != FormatPlain || !got.Created.Equal(meta.Created) {
 		t.Errorf("reopened Meta = %+v, want %+v with the new secret", got, meta)
 	}
 	if v, err := d.CounterCeiling(); err != nil || v != 123456 {
@@ -188,14 +188,17 @@ func TestCreateFileMode(t *testing.T) {
 	}
 }
 
-func TestCreateRefusesPassphrase(t *testing.T) {
+func TestCreateNeedsPassphraseChoice(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "softkey.db")
 	_, err := Create(path, CreateOptions{})
-	if !errors.Is(err, ErrPassphraseUnsupported) || !strings.Contains(err.Error(), "--no-passphrase") {
-		t.Errorf("Create without NoPassphrase: %v", err)
+	if !errors.Is(err, ErrPassphraseRequired) || !strings.Contains(err.Error(), "--no-passphrase") {
+		t.Errorf("Create without a passphrase or NoPassphrase: %v", err)
+	}
+	if _, err := Create(path, CreateOptions{NoPassphrase: true, Passphrase: []byte("x")}); err == nil {
+		t.Error("Create accepted both a passphrase and NoPassphrase")
 	}
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("Create without NoPassphrase left a file: %v", err)
+		t.Errorf("a refused Create left a file: %v", err)
 	}
 	if _, err := Create(path, CreateOptions{NoPassphrase: true, Attestation: "packed"}); err == nil {
 		t.Error("Create accepted attestation mode \"packed\"")
@@ -388,10 +391,14 @@ func TestOpenForeign(t *testing.T) {
 				d.Close()
 				t.Fatal("Open succeeded")
 			}
-			if !errors.Is(err, ErrNotSoftkey) {
+			// Our own file cut short is damaged; anything else is not a state file.
+			if strings.HasPrefix(name, "truncated-") {
+				if !errors.Is(err, ErrDamaged) || !strings.HasPrefix(err.Error(), "state file "+path+" is damaged: it is truncated (") {
+					t.Errorf("Open = %v, want ErrDamaged: state file %s is damaged: it is truncated (…)", err, path)
+				}
+			} else if !errors.Is(err, ErrNotSoftkey) {
 				t.Errorf("Open = %v, want ErrNotSoftkey", err)
-			}
-			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not a ctapkit softkey state file (") {
+			} else if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not a ctapkit softkey state file (") {
 				t.Errorf("error %q does not name the file and the reason", err)
 			}
 			t.Log(err)
@@ -425,9 +432,10 @@ func TestOpenNewerVersion(t *testing.T) {
 	})
 	snap := takeSnapshot(t, path)
 	_, err := Open(path)
-	if !errors.Is(err, ErrNewerVersion) || errors.Is(err, ErrNotSoftkey) ||
-		!strings.Contains(err.Error(), fmt.Sprintf("version %d", FormatVersion+1)) {
-		t.Errorf("Open(newer) = %v, want ErrNewerVersion naming the version", err)
+	want := fmt.Sprintf("state file %s was made by a newer ctapkit (format %d); this one reads up to format %d",
+		path, FormatVersion+1, FormatVersion)
+	if !errors.Is(err, ErrNewerVersion) || errors.Is(err, ErrNotSoftkey) || err.Error() != want {
+		t.Errorf("Open(newer) = %v, want ErrNewerVersion: %s", err, want)
 	}
 	snap.check(t, path)
 }
@@ -458,12 +466,14 @@ func TestOpenDamagedMeta(t *testing.T) {
 	}
 }
 
-func TestOpenEncrypted(t *testing.T) {
+// TestOpenPlainClaimingEncryption: a format 1 header that says "encrypted" was never
+// written by any ctapkit; it is refused as damaged, untouched.
+func TestOpenPlainClaimingEncryption(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "softkey.db")
 	d := createDB(t, path)
-	hdr := d.header
+	m := d.Meta()
 	d.Close()
-	hdr.Encrypted = true
+	hdr := header{Encrypted: true, CreatedSec: m.Created.Unix(), AAGUID: m.AAGUID[:]}
 	editDB(t, path, func(m *bolt.Bucket) error {
 		b, err := encodeHeader(hdr)
 		if err != nil {
@@ -472,8 +482,8 @@ func TestOpenEncrypted(t *testing.T) {
 		return m.Put(keyHeader, b)
 	})
 	snap := takeSnapshot(t, path)
-	if _, err := Open(path); !errors.Is(err, ErrPassphraseUnsupported) {
-		t.Errorf("Open(encrypted) = %v, want ErrPassphraseUnsupported", err)
+	if _, err := Open(path); !errors.Is(err, ErrNotSoftkey) {
+		t.Errorf("Open = %v, want ErrNotSoftkey", err)
 	}
 	snap.check(t, path)
 }

@@ -8,8 +8,12 @@
 // reserves blocks of values ahead (see CounterCeiling) so that a crash can only make
 // the counter jump forwards, never backwards.
 //
-// Encryption at rest comes in a later issue; the record layout already keeps secret
-// material in per-record values so it can be sealed without a format change.
+// A state file is unencrypted (FormatPlain, made with --no-passphrase) or encrypted
+// at rest (FormatEncrypted): everything but a small header — keys, RP IDs, user
+// names, settings, large blobs — sealed with AES-256-GCM under keys that a
+// passphrase unlocks (crypt.go), and indexed by keyed hashes instead of RP ID hashes
+// and credential IDs. Encrypt migrates a plain file in place; Export and Import move
+// a whole state through a passphrase-protected backup (backup.go).
 package store
 
 import (
@@ -25,8 +29,17 @@ import (
 	"github.com/ctapkit/ctapkit/ctap2"
 )
 
-// FormatVersion is the state format this package writes and the newest it reads.
-const FormatVersion = 1
+// State format versions. A plain file keeps format 1, the layout every state made
+// before encryption has; Create writes it for NoPassphrase, so that such files stay
+// readable by older ctapkits too.
+const (
+	// FormatPlain: values and index keys stored as they are.
+	FormatPlain = 1
+	// FormatEncrypted: a plaintext crypto header; values sealed, index keys keyed hashes.
+	FormatEncrypted = 2
+	// FormatVersion is the newest format this package reads and writes.
+	FormatVersion = FormatEncrypted
+)
 
 // MasterSecretSize is the length of the master secret from which the softkey derives
 // its credential-wrapping keys.
@@ -45,6 +58,25 @@ var (
 	ErrNotExist = errors.New("state file does not exist")
 	// ErrClosed: the store was used after Close.
 	ErrClosed = errors.New("store is closed")
+	// ErrDamaged: a softkey state file (or backup) whose contents fail a check: a
+	// sealed value that fails authentication, a truncated file, a record that does
+	// not decode. Open and the reads that find it leave the file untouched.
+	ErrDamaged = errors.New("state file is damaged")
+	// ErrNewerVersion: the state file was written by a newer ctapkit. Open leaves it
+	// untouched.
+	ErrNewerVersion = errors.New("state file was written by a newer version of ctapkit")
+	// ErrPassphraseRequired: the state file is encrypted and no passphrase was
+	// given, or Create was given neither a passphrase nor NoPassphrase.
+	ErrPassphraseRequired = errors.New("a passphrase is needed")
+	// ErrWrongPassphrase: the passphrase does not unlock the state file or backup.
+	ErrWrongPassphrase = errors.New("wrong passphrase")
+	// ErrUnsafeFile: the state file belongs to another user or other users may
+	// read or write it. Open refuses it, untouched.
+	ErrUnsafeFile = errors.New("state file is not private to its owner")
+	// ErrNotEncrypted and ErrEncrypted: the operation needs a state file that is
+	// (ChangePassphrase) or is not yet (Encrypt) encrypted.
+	ErrNotEncrypted = errors.New("state file is not encrypted")
+	ErrEncrypted    = errors.New("state file is already encrypted")
 )
 
 // Credential is a resident (discoverable) credential.

@@ -320,7 +320,8 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("MasterSecret", func(t *testing.T) {
 		s := open(t)
 		m := s.Meta()
-		if len(m.MasterSecret) != MasterSecretSize || m.FormatVersion != FormatVersion || m.AAGUID == [16]byte{} {
+		if len(m.MasterSecret) != MasterSecretSize || m.FormatVersion < FormatPlain || m.FormatVersion > FormatVersion ||
+			m.AAGUID == [16]byte{} {
 			t.Fatalf("Meta = %+v", m)
 		}
 		m.MasterSecret[0] ^= 1
