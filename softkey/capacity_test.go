@@ -96,7 +96,7 @@ func heapAlloc() uint64 {
 // (10,000 of one RP, the rest three to an RP) answers getAssertion by ID and
 // discoverably, reports its capacity honestly in getInfo and credsMetadata (and
 // makeCredential agrees: KEY_STORE_FULL exactly when getInfo says 0), and
-// enumerates RPs and credentials without keeping the credentials in memory.
+// enumerates RPs and credentials keeping only their keys in memory between calls.
 func TestCapacity100k(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills a 100,000-credential state")
@@ -196,12 +196,17 @@ func TestCapacity100k(t *testing.T) {
 	// Enumeration. What the engine keeps between Begin and GetNext is measured on
 	// the live heap: it must be far less than the credentials themselves.
 	tok = cmToken()
+	start = time.Now()
 	rps, err := c.EnumerateRPs(ctx, tok)
+	rpTime := time.Since(start)
 	if want := (n-big)/capacityPerRP + 2; err != nil || len(rps) != want {
 		t.Fatalf("enumerateRPs: %d RPs, %v; want %d", len(rps), err, want)
 	}
 	bigHash := ctap2.RPIDHash(capacityBigRP)
+	start = time.Now()
 	creds, err := c.EnumerateCredentials(ctx, tok, bigHash[:])
+	t.Logf("enumerateRPs of %d RPs took %v, enumerateCredentials of %d credentials %v",
+		len(rps), rpTime.Round(time.Millisecond), len(creds), time.Since(start).Round(time.Millisecond))
 	if err != nil || len(creds) != big-1 {
 		t.Fatalf("enumerateCredentials(%s): %d, %v; want %d", capacityBigRP, len(creds), err, big-1)
 	}
@@ -244,6 +249,9 @@ func TestCapacity100k(t *testing.T) {
 		ga.NumberOfCredentials, gaHeld, gaHeld/uint64(ga.NumberOfCredentials))
 	if per := credHeld / uint64(cr.TotalCredentials); per > 128 {
 		t.Errorf("enumerateCredentials keeps %d B per credential until GetNext; want at most an ID's worth", per)
+	}
+	if per := rpHeld / uint64(rp.TotalRPs); per > 64 {
+		t.Errorf("enumerateRPs keeps %d B per RP until GetNext; want at most an rpIdHash's worth", per)
 	}
 	runtime.KeepAlive(a)
 }

@@ -31,10 +31,12 @@ type credMgmtParams struct {
 // credMgmt).
 type credMgmtSequence struct {
 	next ctap2.CredMgmtSubcommand
-	rps  []store.RPInfo // enumerateRPsGetNextRP
-	// ids are the credentials enumerateCredentialsGetNextCredential has left, each
-	// read again when its turn comes: an RP's 10,000 credentials would otherwise
-	// keep 4.5 MB of records, private keys included, for up to credMgmtWindow.
+	// rps and ids are the RPs (enumerateRPsGetNextRP) and credentials
+	// (enumerateCredentialsGetNextCredential) left, read again from the store when
+	// their turn comes: for up to credMgmtWindow an enumeration holds 32 bytes per
+	// RP and an ID per credential, not the records (private keys included; 4.5 MB
+	// for an RP's 10,000 credentials).
+	rps  [][32]byte
 	ids  [][]byte
 	last time.Time
 }
@@ -186,7 +188,11 @@ func (a *Authenticator) enumerateRPsBegin(req *credMgmtParams) (*ctap2.CredMgmtR
 	resp := rpEntry(rps[0])
 	resp.TotalRPs = uint(len(rps))
 	if len(rps) > 1 {
-		a.cm = &credMgmtSequence{next: ctap2.CredMgmtEnumerateRPsGetNextRP, rps: rps[1:], last: a.cfg.Now()}
+		hashes := make([][32]byte, 0, len(rps)-1)
+		for _, rp := range rps[1:] {
+			hashes = append(hashes, rp.IDHash)
+		}
+		a.cm = &credMgmtSequence{next: ctap2.CredMgmtEnumerateRPsGetNextRP, rps: hashes, last: a.cfg.Now()}
 	}
 	return resp, nil
 }
@@ -247,10 +253,17 @@ func (a *Authenticator) credMgmtNext(seq *credMgmtSequence, sub ctap2.CredMgmtSu
 	}
 	var resp *ctap2.CredMgmtResponse
 	switch {
+	// Nothing can delete an RP's credentials or a credential meanwhile: any other
+	// command ends the sequence.
 	case sub == ctap2.CredMgmtEnumerateRPsGetNextRP && len(seq.rps) > 0:
-		resp, seq.rps = rpEntry(seq.rps[0]), seq.rps[1:]
+		// The RP's ID and name are its newest credential's, as in RelyingParties.
+		creds, err := a.st.CredentialsByRP(seq.rps[0])
+		if err != nil || len(creds) == 0 {
+			return nil, ctap2.ErrOther
+		}
+		resp = rpEntry(store.RPInfo{ID: creds[0].RPID, Name: creds[0].RPName, IDHash: seq.rps[0]})
+		seq.rps = seq.rps[1:]
 	case sub == ctap2.CredMgmtEnumerateCredentialsGetNextCredential && len(seq.ids) > 0:
-		// Nothing can delete it meanwhile: any other command ends the sequence.
 		c, err := a.st.Credential(seq.ids[0])
 		if err != nil {
 			return nil, ctap2.ErrOther
