@@ -65,10 +65,11 @@ type crashCred struct {
 // crashModel is what the parent knows to be on the authenticator; the child gets
 // it as a file at the start of each cycle.
 type crashModel struct {
-	Seed    uint64      `json:"seed"`
-	PIN     string      `json:"pin,omitempty"` // "" = none set
-	Retries int         `json:"retries"`
-	Creds   []crashCred `json:"creds"`
+	Seed       uint64      `json:"seed"`
+	Passphrase string      `json:"passphrase,omitempty"` // of an encrypted state
+	PIN        string      `json:"pin,omitempty"`        // "" = none set
+	Retries    int         `json:"retries"`
+	Creds      []crashCred `json:"creds"`
 }
 
 // crashEvent is one line of the child's log.
@@ -105,12 +106,22 @@ func (d crashDevice) Info() transport.DeviceInfo {
 func (d crashDevice) Close() error { return nil }
 
 // crashCreateState and crashOpenState are the harness's only uses of the store's
-// file API.
-func crashCreateState(path string) (store.Store, error) {
-	return store.Create(path, store.CreateOptions{NoPassphrase: true})
+// file API: an unencrypted state, or with a passphrase an encrypted one (with a
+// cheap KDF: the harness opens the state twice per cycle).
+func crashCreateState(path, passphrase string) (store.Store, error) {
+	if passphrase == "" {
+		return store.Create(path, store.CreateOptions{NoPassphrase: true})
+	}
+	return store.Create(path, store.CreateOptions{Passphrase: []byte(passphrase),
+		KDF: &store.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}})
 }
 
-func crashOpenState(path string) (store.Store, error) { return store.Open(path) }
+func crashOpenState(path, passphrase string) (store.Store, error) {
+	if passphrase == "" {
+		return store.Open(path)
+	}
+	return store.OpenWith(path, store.OpenOptions{Passphrase: func() ([]byte, error) { return []byte(passphrase), nil }})
+}
 
 func crashPINHash(pin string) []byte {
 	h := sha256.Sum256([]byte(pin))
@@ -118,7 +129,8 @@ func crashPINHash(pin string) []byte {
 }
 
 // TestCrashKill is the parent: CTAPKIT_CRASH_CYCLES cycles (default 200) of start,
-// random operations, SIGKILL at a random moment, and a full check of the state.
+// random operations, SIGKILL at a random moment, and a full check of the state, on
+// an unencrypted and on an encrypted state file.
 // CTAPKIT_CRASH_SEED replays a run's choices (the kill timing stays random).
 func TestCrashKill(t *testing.T) {
 	if os.Getenv(crashChildEnv) != "" {
@@ -140,16 +152,25 @@ func TestCrashKill(t *testing.T) {
 		}
 	}
 	t.Logf("CTAPKIT_CRASH_SEED=%d", seed)
-	rnd := mrand.New(mrand.NewPCG(seed, 0x6372617368))
+	// Both formats: sealed records and keyed index entries are written by other code.
+	t.Run("plain", func(t *testing.T) { crashRun(t, cycles, seed, "") })
+	t.Run("encrypted", func(t *testing.T) { crashRun(t, cycles, seed, "crash harness passphrase") })
+}
 
+// crashRun runs the cycles on a new state file.
+func crashRun(t *testing.T, cycles int, seed uint64, passphrase string) {
+	rnd := mrand.New(mrand.NewPCG(seed, 0x6372617368))
 	dir := t.TempDir()
-	st, err := crashCreateState(filepath.Join(dir, "softkey.db"))
+	st, err := crashCreateState(filepath.Join(dir, "softkey.db"), passphrase)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, encrypted := st.(*store.DB).Encryption(); encrypted != (passphrase != "") {
+		t.Fatalf("state encrypted: %v", encrypted)
+	}
 	st.Close()
 	h := &crashHarness{t: t, dir: dir, rnd: rnd,
-		model:    crashModel{Retries: store.DefaultPINRetries},
+		model:    crashModel{Retries: store.DefaultPINRetries, Passphrase: passphrase},
 		midOp:    map[string]int{},
 		byKind:   map[string]int{},
 		outcomes: map[string]int{}}
@@ -391,7 +412,7 @@ func (h *crashHarness) apply(log []crashEvent) *crashEvent {
 func (h *crashHarness) check(inflight *crashEvent) {
 	t := h.t
 	t.Helper()
-	st, err := crashOpenState(filepath.Join(h.dir, "softkey.db"))
+	st, err := crashOpenState(filepath.Join(h.dir, "softkey.db"), h.model.Passphrase)
 	if err != nil {
 		h.fatalf("opening the state after the kill: %v", err)
 	}
@@ -622,7 +643,7 @@ func TestCrashChild(t *testing.T) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		fail("model: %v", err)
 	}
-	st, err := crashOpenState(filepath.Join(dir, "softkey.db"))
+	st, err := crashOpenState(filepath.Join(dir, "softkey.db"), m.Passphrase)
 	if err != nil {
 		fail("opening the state: %v", err)
 	}
