@@ -41,71 +41,23 @@ import (
 	"github.com/ctapkit/ctapkit/transport/hid"
 )
 
-const (
-	envGuest   = "CTAPKIT_VM_GUEST"   // set inside the VM
-	envCtapkit = "CTAPKIT_VM_CTAPKIT" // the ctapkit binary built for the guest
-)
-
-// TestUHIDInVM builds ctapkit, boots the VM and runs TestUHIDGuest inside; the
-// guest's test log becomes this test's.
+// TestUHIDInVM boots the VM and runs TestUHIDGuest inside; the guest's test log becomes
+// this test's.
 func TestUHIDInVM(t *testing.T) {
-	if os.Getenv(envGuest) == "1" {
-		t.Skip("inside the VM already")
-	}
-	k := vmtest.Shared(t)
-	bin := buildCtapkit(t)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	stdout, stderr, code, err := k.Run(t.Context(), vmtest.RunOptions{
-		Args: []string{self, "-test.run=^TestUHIDGuest$", "-test.v", "-test.count=1", "-test.timeout=100s"},
-		Env: append(os.Environ(), envGuest+"=1", envCtapkit+"="+bin,
-			"CI=", "CTAPKIT_DEVICE=", "CTAPKIT_PIN="),
-		Timeout: 150 * time.Second,
-	})
-	t.Logf("VM run (boot included): %v", time.Since(start).Round(time.Millisecond))
-	t.Logf("guest output:\n%s", stdout)
-	if len(stderr) > 0 {
-		t.Logf("guest stderr:\n%s", stderr)
-	}
-	if err != nil {
-		t.Fatalf("VM: %v", err)
-	}
-	if code != 0 || !bytes.Contains(stdout, []byte("--- PASS: TestUHIDGuest")) {
-		t.Fatalf("the guest tests failed (exit %d)", code)
-	}
-}
-
-// buildCtapkit builds the CLI for the guest, without PC/SC when libpcsclite is
-// missing (the build needs its headers).
-func buildCtapkit(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ctapkit")
-	var out []byte
-	var err error
-	for _, tags := range []string{"", "nopcsc"} {
-		out, err = exec.Command("go", "build", "-tags", tags, "-o", bin, "github.com/ctapkit/ctapkit/cmd/ctapkit").CombinedOutput()
-		if err == nil {
-			return bin
-		}
-	}
-	t.Fatalf("building ctapkit: %v\n%s", err, out)
-	return ""
+	vmtest.RunGuestTest(t, "TestUHIDGuest", 100*time.Second)
 }
 
 // TestUHIDGuest runs inside the VM only.
 func TestUHIDGuest(t *testing.T) {
-	if os.Getenv(envGuest) != "1" {
+	if !vmtest.InGuest() {
 		t.Skip("runs inside the VM that TestUHIDInVM boots")
 	}
 	t.Run("ServeUHID", guestServeUHID)
 	t.Run("GetAssertionRatio", guestGetAssertionRatio)
 	t.Run("conformance", guestConformance)
-	bin := os.Getenv(envCtapkit)
+	bin := os.Getenv(vmtest.EnvCtapkit)
 	if bin == "" {
-		t.Fatalf("%s not set", envCtapkit)
+		t.Fatalf("%s not set", vmtest.EnvCtapkit)
 	}
 	state := filepath.Join(t.TempDir(), "sk.db")
 	run(t, nil, bin, "softkey", "init", "--state", state, "--no-passphrase")

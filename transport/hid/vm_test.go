@@ -31,64 +31,18 @@ import (
 	"github.com/ctapkit/ctapkit/transport"
 )
 
-const (
-	envGuest   = "CTAPKIT_VM_GUEST"   // set inside the VM
-	envCtapkit = "CTAPKIT_VM_CTAPKIT" // the ctapkit binary built for the guest
-	envDenied  = "CTAPKIT_VM_DENIED"  // the node an unprivileged child must fail to open
-)
+// envDenied names the node an unprivileged child must fail to open.
+const envDenied = "CTAPKIT_VM_DENIED"
 
-// TestHIDInVM builds ctapkit, boots the VM and runs TestHIDGuest inside; the
-// guest's test log becomes this test's.
+// TestHIDInVM boots the VM and runs TestHIDGuest inside; the guest's test log becomes
+// this test's.
 func TestHIDInVM(t *testing.T) {
-	if os.Getenv(envGuest) == "1" {
-		t.Skip("inside the VM already")
-	}
-	k := vmtest.Shared(t)
-	bin := buildCtapkit(t)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	stdout, stderr, code, err := k.Run(t.Context(), vmtest.RunOptions{
-		Args: []string{self, "-test.run=^TestHIDGuest$", "-test.v", "-test.count=1", "-test.timeout=60s"},
-		Env: append(os.Environ(), envGuest+"=1", envCtapkit+"="+bin,
-			"CI=", "CTAPKIT_DEVICE=", "CTAPKIT_PIN="),
-		Timeout: 90 * time.Second,
-	})
-	t.Logf("VM run (boot included): %v", time.Since(start).Round(time.Millisecond))
-	t.Logf("guest output:\n%s", stdout)
-	if len(stderr) > 0 {
-		t.Logf("guest stderr:\n%s", stderr)
-	}
-	if err != nil {
-		t.Fatalf("VM: %v", err)
-	}
-	if code != 0 || !bytes.Contains(stdout, []byte("--- PASS: TestHIDGuest")) {
-		t.Fatalf("the guest tests failed (exit %d)", code)
-	}
-}
-
-// buildCtapkit builds the CLI for the guest, without PC/SC when libpcsclite is
-// missing (the build needs its headers).
-func buildCtapkit(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ctapkit")
-	var out []byte
-	var err error
-	for _, tags := range []string{"", "nopcsc"} {
-		out, err = exec.Command("go", "build", "-tags", tags, "-o", bin, "github.com/ctapkit/ctapkit/cmd/ctapkit").CombinedOutput()
-		if err == nil {
-			return bin
-		}
-	}
-	t.Fatalf("building ctapkit: %v\n%s", err, out)
-	return ""
+	vmtest.RunGuestTest(t, "TestHIDGuest", 60*time.Second)
 }
 
 // TestHIDGuest runs inside the VM only.
 func TestHIDGuest(t *testing.T) {
-	if os.Getenv(envGuest) != "1" {
+	if !vmtest.InGuest() {
 		t.Skip("runs inside the VM that TestHIDInVM boots")
 	}
 	t.Run("ServedByCLI", guestServedByCLI)
@@ -104,9 +58,9 @@ var servingLine = regexp.MustCompile(`^serving softkey .+ as USB HID device (/de
 // getInfo, a credential whose attestation verifies, an assertion whose signature
 // verifies, and WINK.
 func guestServedByCLI(t *testing.T) {
-	bin := os.Getenv(envCtapkit)
+	bin := os.Getenv(vmtest.EnvCtapkit)
 	if bin == "" {
-		t.Fatalf("%s not set", envCtapkit)
+		t.Fatalf("%s not set", vmtest.EnvCtapkit)
 	}
 	node := startServe(t, bin, initState(t, bin)).node
 
@@ -352,9 +306,9 @@ func guestCancel(t *testing.T) {
 // request with the one-line "was removed" error wrapping ErrNoDevice, and so does
 // opening its node afterwards.
 func guestRemoval(t *testing.T) {
-	bin := os.Getenv(envCtapkit)
+	bin := os.Getenv(vmtest.EnvCtapkit)
 	if bin == "" {
-		t.Fatalf("%s not set", envCtapkit)
+		t.Fatalf("%s not set", vmtest.EnvCtapkit)
 	}
 	s := startServe(t, bin, initState(t, bin), "CTAPKIT_SOFTKEY_PRESENCE=prompt")
 	dev, err := Open(context.Background(), s.node, Options{})
