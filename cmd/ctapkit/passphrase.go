@@ -137,10 +137,16 @@ func openStateFile(ios *IOStreams, path, passFile string) (*store.DB, error) {
 	}
 }
 
-// newStatePassphrase returns the passphrase for a new or re-encrypted state file:
-// nil with noPassphrase, else from --passphrase-file, CTAPKIT_SOFTKEY_PASSPHRASE or a
-// prompt asked twice. Without any, a usage error names --no-passphrase too.
+// newStatePassphrase returns the passphrase for a new state file: nil with
+// noPassphrase, else from --passphrase-file, CTAPKIT_SOFTKEY_PASSPHRASE or a prompt
+// asked twice. Without any, a usage error names --no-passphrase too.
 func newStatePassphrase(ios *IOStreams, path, passFile string, noPassphrase bool) ([]byte, error) {
+	return newPassphraseFor(ios, path, passFile, noPassphrase, true)
+}
+
+// newPassphraseFor is newStatePassphrase; offerNone says whether --no-passphrase is
+// an option to mention.
+func newPassphraseFor(ios *IOStreams, path, passFile string, noPassphrase, offerNone bool) ([]byte, error) {
 	if noPassphrase {
 		if passFile != "" {
 			return nil, usageErrorf("--no-passphrase and --passphrase-file contradict each other")
@@ -149,8 +155,11 @@ func newStatePassphrase(ios *IOStreams, path, passFile string, noPassphrase bool
 	}
 	src := &passphraseSource{file: passFile, env: envPassphrase, label: "New passphrase for " + path}
 	if !src.fixed() && !ios.CanPrompt() {
-		return nil, withHint(usageErrorf("a passphrase to encrypt %s is needed and no terminal is attached to ask for it", path),
-			src.hint()+", or pass --no-passphrase to store it unencrypted")
+		hint := src.hint()
+		if offerNone {
+			hint += ", or pass --no-passphrase to store it unencrypted"
+		}
+		return nil, withHint(usageErrorf("a passphrase to encrypt %s is needed and no terminal is attached to ask for it", path), hint)
 	}
 	return src.getNew(ios)
 }

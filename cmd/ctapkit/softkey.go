@@ -245,7 +245,7 @@ from --passphrase-file, ` + envPassphrase + ` or a prompt (asked twice).`,
 				return softkeyOpenError(state, err)
 			}
 			defer db.Close()
-			pass, err := newStatePassphrase(a.io, state, passFile, false)
+			pass, err := newPassphraseFor(a.io, state, passFile, false, false)
 			if err != nil {
 				return err
 			}
@@ -261,7 +261,7 @@ from --passphrase-file, ` + envPassphrase + ` or a prompt (asked twice).`,
 				return writeJSON(a.io.Out, map[string]any{"state": state, "encrypted": true,
 					"formatVersion": db.Meta().FormatVersion, "residentCredentials": n})
 			}
-			fmt.Fprintf(a.io.Out, "encrypted %s (%s); %d passkeys kept\n", state, encryptionText(db), n)
+			fmt.Fprintf(a.io.Out, "encrypted %s (%s); %d %s kept\n", state, encryptionText(db), n, plural(n, "passkey"))
 			return nil
 		},
 	}

@@ -66,8 +66,8 @@ Restore it with softkey import. The output file is never overwritten.`,
 				return writeJSON(a.io.Out, map[string]any{"state": state, "output": output,
 					"residentCredentials": n, "counterCeiling": counter})
 			}
-			fmt.Fprintf(a.io.Out, "exported %s (%d passkeys) to %s\nrestore it with: ctapkit softkey import --state NEW --input %s\n",
-				state, n, output, output)
+			fmt.Fprintf(a.io.Out, "exported %s (%d %s) to %s\nrestore it with: ctapkit softkey import --state NEW --input %s\n",
+				state, n, plural(n, "passkey"), output, output)
 			return nil
 		},
 	}
@@ -154,8 +154,8 @@ init's (--passphrase-file, ` + envPassphrase + `, a prompt, or --no-passphrase).
 				return writeJSON(a.io.Out, map[string]any{"state": state, "aaguid": uuid(meta.AAGUID[:]),
 					"residentCredentials": b.Credentials(), "counterCeiling": b.CounterCeiling(), "encrypted": !noPassphrase})
 			}
-			fmt.Fprintf(a.io.Out, "imported %d passkeys into %s (AAGUID %s, encryption: %s)\n",
-				b.Credentials(), state, uuid(meta.AAGUID[:]), enc)
+			fmt.Fprintf(a.io.Out, "imported %d %s into %s (AAGUID %s, encryption: %s)\n",
+				b.Credentials(), plural(b.Credentials(), "passkey"), state, uuid(meta.AAGUID[:]), enc)
 			return nil
 		},
 	}
