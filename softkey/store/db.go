@@ -539,6 +539,7 @@ func (d *DB) load(opts OpenOptions) error {
 	}
 	mk, err := fh.crypto.unwrap(pass)
 	clear(pass)
+	debug.FreeOSMemory() // argon2id's 64 MiB would stay resident in an idle server
 	if errors.Is(err, errUnwrap) {
 		return wrongPassphrase(d.path)
 	} else if err != nil {
