@@ -32,13 +32,28 @@ import (
 // belong to other RPs, capacityPerRP each.
 const capacityTargetRP = "target.capacity.example"
 
-// benchState creates a bbolt state of n resident credentials in dir: the target's
+// benchFormats are the state formats every capacity benchmark runs on: the
+// passphrase of an encrypted state (with the default argon2id parameters, as
+// softkey init makes it), "" for an unencrypted one.
+var benchFormats = []struct{ name, passphrase string }{
+	{"plain", ""},
+	{"encrypted", "capacity benchmark passphrase"},
+}
+
+// benchState creates a bbolt state of n resident credentials at path: the target's
 // (index 0) and n-1 of other RPs. It returns the target's ID.
-func benchState(b *testing.B, path string, n int) []byte {
+func benchState(b *testing.B, path string, n int, passphrase string) []byte {
 	b.Helper()
 	cs, _ := capacityCredentials(b, n, 0)
 	cs[0].RPID, cs[0].RPIDHash = capacityTargetRP, ctap2.RPIDHash(capacityTargetRP)
-	st := capacityState(b, path, cs)
+	opts := store.CreateOptions{Passphrase: []byte(passphrase), NoPassphrase: passphrase == ""}
+	st, err := store.Create(path, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := st.PutCredentials(cs); err != nil {
+		b.Fatal(err)
+	}
 	if err := st.Close(); err != nil {
 		b.Fatal(err)
 	}
@@ -47,9 +62,9 @@ func benchState(b *testing.B, path string, n int) []byte {
 
 // benchOpen starts a softkey on the state at path, with room for more resident
 // credentials than the default limit.
-func benchOpen(b *testing.B, path string) *Authenticator {
+func benchOpen(b *testing.B, path, passphrase string) *Authenticator {
 	b.Helper()
-	st, err := store.Open(path)
+	st, err := store.OpenWith(path, store.OpenOptions{Passphrase: func() ([]byte, error) { return []byte(passphrase), nil }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,66 +105,80 @@ func benchCall(b *testing.B, a *Authenticator, msg []byte) {
 }
 
 // BenchmarkCapacityGetAssertion: getAssertion through HandleCBOR on a bbolt state
-// holding 100,000 resident credentials vs one holding 10; the asserted RP has one
-// credential in both. x-10creds is the ratio (target ≤ 1.3); ns/op counts one of
-// each.
+// holding 100,000 resident credentials vs one holding 10, both unencrypted or both
+// encrypted; the asserted RP has one credential in each. x-10creds is the ratio
+// (target ≤ 1.3); ns/op counts one of each.
 func BenchmarkCapacityGetAssertion(b *testing.B) {
-	dir := b.TempDir()
-	bigID := benchState(b, filepath.Join(dir, "100k.db"), 100_000)
-	smallID := benchState(b, filepath.Join(dir, "10.db"), 10)
-	big, small := benchOpen(b, filepath.Join(dir, "100k.db")), benchOpen(b, filepath.Join(dir, "10.db"))
-	cdh := make([]byte, 32)
-	for _, tc := range []struct {
-		name               string
-		allowBig, allowSml []byte // nil: a discoverable request
-	}{
-		{name: "allowList", allowBig: bigID, allowSml: smallID},
-		{name: "discoverable"},
-	} {
-		b.Run(tc.name, func(b *testing.B) {
-			req := func(id []byte) []byte {
-				r := &ctap2.GetAssertionRequest{RPID: capacityTargetRP, ClientDataHash: cdh}
-				if id != nil {
-					r.AllowList = []ctap2.CredentialDescriptor{{Type: ctap2.CredentialType, ID: id}}
-				}
-				return benchCBOR(b, ctap2.CmdGetAssertion, r)
+	for _, f := range benchFormats {
+		b.Run(f.name, func(b *testing.B) {
+			dir := b.TempDir()
+			bigID := benchState(b, filepath.Join(dir, "100k.db"), 100_000, f.passphrase)
+			smallID := benchState(b, filepath.Join(dir, "10.db"), 10, f.passphrase)
+			big := benchOpen(b, filepath.Join(dir, "100k.db"), f.passphrase)
+			small := benchOpen(b, filepath.Join(dir, "10.db"), f.passphrase)
+			for _, tc := range []struct {
+				name               string
+				allowBig, allowSml []byte // nil: a discoverable request
+			}{
+				{name: "allowList", allowBig: bigID, allowSml: smallID},
+				{name: "discoverable"},
+			} {
+				b.Run(tc.name, func(b *testing.B) { benchGetAssertion(b, big, small, tc.allowBig, tc.allowSml) })
 			}
-			bigReq, smallReq := req(tc.allowBig), req(tc.allowSml)
-			onBig, onSmall := func() { benchCall(b, big, bigReq) }, func() { benchCall(b, small, smallReq) }
-			onBig() // warm up: the signer cache, the pages of the path to the record
-			onSmall()
-			var tBig, tSmall []time.Duration
-			for i := 0; b.Loop(); i++ {
-				if i%2 == 0 {
-					tBig = append(tBig, benchTimed(onBig))
-					tSmall = append(tSmall, benchTimed(onSmall))
-				} else {
-					tSmall = append(tSmall, benchTimed(onSmall))
-					tBig = append(tBig, benchTimed(onBig))
-				}
-			}
-			b.ReportMetric(float64(benchMedian(tBig))/float64(benchMedian(tSmall)), "x-10creds")
-			b.ReportMetric(float64(benchMedian(tBig).Nanoseconds()), "100k-ns")
-			b.ReportMetric(float64(benchMedian(tSmall).Nanoseconds()), "10-ns")
 		})
 	}
+}
+
+func benchGetAssertion(b *testing.B, big, small *Authenticator, bigID, smallID []byte) {
+	cdh := make([]byte, 32)
+	req := func(id []byte) []byte {
+		r := &ctap2.GetAssertionRequest{RPID: capacityTargetRP, ClientDataHash: cdh}
+		if id != nil {
+			r.AllowList = []ctap2.CredentialDescriptor{{Type: ctap2.CredentialType, ID: id}}
+		}
+		return benchCBOR(b, ctap2.CmdGetAssertion, r)
+	}
+	bigReq, smallReq := req(bigID), req(smallID)
+	onBig, onSmall := func() { benchCall(b, big, bigReq) }, func() { benchCall(b, small, smallReq) }
+	onBig() // warm up: the signer cache, the pages of the path to the record
+	onSmall()
+	var tBig, tSmall []time.Duration
+	for i := 0; b.Loop(); i++ {
+		if i%2 == 0 {
+			tBig = append(tBig, benchTimed(onBig))
+			tSmall = append(tSmall, benchTimed(onSmall))
+		} else {
+			tSmall = append(tSmall, benchTimed(onSmall))
+			tBig = append(tBig, benchTimed(onBig))
+		}
+	}
+	b.ReportMetric(float64(benchMedian(tBig))/float64(benchMedian(tSmall)), "x-10creds")
+	b.ReportMetric(float64(benchMedian(tBig).Nanoseconds()), "100k-ns")
+	b.ReportMetric(float64(benchMedian(tSmall).Nanoseconds()), "10-ns")
 }
 
 // BenchmarkCapacityMakeCredential: makeCredential rk through HandleCBOR on bbolt
 // states, each a durable (fsynced) transaction: on an empty state, on one holding
 // 100,000 credentials, and a bare store.PutCredential of the same size as the
-// floor. Reported: the throughput of each (mc/s, mc-100k/s, put/s), x-put (an
-// empty state's makeCredential / PutCredential) and x-empty (100k / empty).
+// floor, all of one format. Reported: the throughput of each (mc/s, mc-100k/s,
+// put/s), x-put (an empty state's makeCredential / PutCredential) and x-empty
+// (100k / empty).
 func BenchmarkCapacityMakeCredential(b *testing.B) {
-	dir := b.TempDir()
-	benchState(b, filepath.Join(dir, "100k.db"), 100_000)
-	benchState(b, filepath.Join(dir, "empty.db"), 1)
-	big, empty := benchOpen(b, filepath.Join(dir, "100k.db")), benchOpen(b, filepath.Join(dir, "empty.db"))
-	raw, err := store.Create(filepath.Join(dir, "put.db"), store.CreateOptions{NoPassphrase: true})
-	if err != nil {
-		b.Fatal(err)
+	for _, f := range benchFormats {
+		b.Run(f.name, func(b *testing.B) {
+			dir := b.TempDir()
+			benchState(b, filepath.Join(dir, "100k.db"), 100_000, f.passphrase)
+			benchState(b, filepath.Join(dir, "empty.db"), 1, f.passphrase)
+			benchState(b, filepath.Join(dir, "put.db"), 1, f.passphrase)
+			big := benchOpen(b, filepath.Join(dir, "100k.db"), f.passphrase)
+			empty := benchOpen(b, filepath.Join(dir, "empty.db"), f.passphrase)
+			raw := benchOpen(b, filepath.Join(dir, "put.db"), f.passphrase).st
+			benchMakeCredential(b, big, empty, raw)
+		})
 	}
-	defer raw.Close()
+}
+
+func benchMakeCredential(b *testing.B, big, empty *Authenticator, raw store.Store) {
 	putCS, _ := capacityCredentials(b, 1, 0)
 	n := 0
 	mc := func(a *Authenticator) func() {
@@ -191,9 +220,11 @@ func BenchmarkCapacityMakeCredential(b *testing.B) {
 
 // BenchmarkCapacityServeRSS: the resident memory of `ctapkit softkey serve --udp`
 // on a state of 100,000 credentials (target ≤ 64 MB) and on one of 10, each after
-// getAssertions through `ctapkit -d udp:` (one process per iteration and state).
-// Reported: MB-100k and MB-10 (VmRSS at the end), MB-peak-100k (VmHWM) and
-// x-10creds, the ratio of the two VmRSS.
+// getAssertions through `ctapkit -d udp:` (one process per iteration and state);
+// unencrypted states and encrypted ones (default argon2id parameters, whose 64 MiB
+// at open set an encrypted server's peak whatever it stores). Reported: MB-100k and
+// MB-10 (VmRSS at the end), MB-peak-100k (VmHWM) and x-10creds, the ratio of the
+// two VmRSS.
 func BenchmarkCapacityServeRSS(b *testing.B) {
 	if runtime.GOOS != "linux" {
 		b.Skip("reads /proc/PID/status")
@@ -202,8 +233,7 @@ func BenchmarkCapacityServeRSS(b *testing.B) {
 	if err != nil {
 		b.Skip("no go command to build ctapkit with")
 	}
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "ctapkit")
+	bin := filepath.Join(b.TempDir(), "ctapkit")
 	build := exec.Command(goCmd, "build", "-o", bin)
 	if exec.Command("pkg-config", "--exists", "libpcsclite").Run() != nil {
 		build.Args = append(build.Args, "-tags", "nopcsc") // as make build does
@@ -212,10 +242,17 @@ func BenchmarkCapacityServeRSS(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building ctapkit: %v\n%s", err, out)
 	}
-	benchState(b, filepath.Join(dir, "100k.db"), 100_000)
-	benchState(b, filepath.Join(dir, "10.db"), 10)
-	big := startServe(b, bin, filepath.Join(dir, "100k.db"))
-	small := startServe(b, bin, filepath.Join(dir, "10.db"))
+	for _, f := range benchFormats {
+		b.Run(f.name, func(b *testing.B) { benchServeRSS(b, bin, f.passphrase) })
+	}
+}
+
+func benchServeRSS(b *testing.B, bin, passphrase string) {
+	dir := b.TempDir()
+	benchState(b, filepath.Join(dir, "100k.db"), 100_000, passphrase)
+	benchState(b, filepath.Join(dir, "10.db"), 10, passphrase)
+	big := startServe(b, bin, filepath.Join(dir, "100k.db"), passphrase)
+	small := startServe(b, bin, filepath.Join(dir, "10.db"), passphrase)
 	big.getAssertion(b)
 	small.getAssertion(b)
 	first := big.status(b, "VmRSS")
@@ -250,10 +287,10 @@ var servingLine = regexp.MustCompile(`^serving softkey .* on UDP (\S+)$`)
 
 // startServe runs `ctapkit softkey serve --state path --udp=127.0.0.1:0` and reads
 // the address it prints.
-func startServe(b *testing.B, bin, path string) *servedSoftkey {
+func startServe(b *testing.B, bin, path, passphrase string) *servedSoftkey {
 	b.Helper()
 	cmd := exec.Command(bin, "softkey", "serve", "--state", path, "--udp=127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "CTAPKIT_SOFTKEY_PRESENCE=auto")
+	cmd.Env = append(os.Environ(), "CTAPKIT_SOFTKEY_PRESENCE=auto", "CTAPKIT_SOFTKEY_PASSPHRASE="+passphrase)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
