@@ -785,7 +785,7 @@ func TestEncryptKeepsSymlink(t *testing.T) {
 }
 
 func TestKDFParams(t *testing.T) {
-	if s := DefaultKDF.String(); s != "argon2id t=3 m=64 MiB p=4" {
+	if s := DefaultKDF.String(); s != "argon2id t=4 m=64 MiB p=4" {
 		t.Errorf("DefaultKDF = %s", s)
 	}
 	if s := (KDFParams{Time: 1, MemoryKiB: 100, Threads: 1}).String(); s != "argon2id t=1 m=100 KiB p=1" {
