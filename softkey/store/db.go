@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -1428,3 +1429,13 @@ func (d *DB) Close() error {
 
 // scannedRecords counts records visited by CredentialsByRP (index test).
 func (d *DB) scannedRecords() int64 { return d.scanned.Load() }
+
+// shellQuote makes path safe to paste into a shell command.
+func shellQuote(path string) string {
+	for _, c := range path {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/' || c == '.' || c == '_' || c == '-' || c == '+' || c == ':' || c == '@') {
+			return "'" + strings.ReplaceAll(path, "'", `'\''`) + "'"
+		}
+	}
+	return path
+}

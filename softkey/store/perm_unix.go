@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 	"syscall"
 )
 
@@ -28,14 +27,4 @@ func checkPrivate(path string, fi fs.FileInfo) error {
 			path, perm, shellQuote(path)), []error{ErrUnsafeFile}}
 	}
 	return nil
-}
-
-// shellQuote makes path safe to paste into a shell command.
-func shellQuote(path string) string {
-	for _, c := range path {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/' || c == '.' || c == '_' || c == '-' || c == '+' || c == ':' || c == '@') {
-			return "'" + strings.ReplaceAll(path, "'", `'\''`) + "'"
-		}
-	}
-	return path
 }
