@@ -22,7 +22,12 @@ credentials, counters) lives in one file; use it with -d soft:PATH.
 
 The state file is encrypted at rest with a passphrase unless it was created with
 --no-passphrase. The passphrase comes from --passphrase-file, ` + envPassphrase + `,
-or a prompt on the terminal; -d soft:PATH and softkey serve read the variable or ask.`,
+or a prompt on the terminal; -d soft:PATH and softkey serve read the variable or ask.
+
+A state file that cannot be used is left untouched and named in a one-line error:
+a wrong passphrase exits 1 (with a hint), a missing one without a terminal 2; a
+damaged or truncated file, one of a newer format, one owned by another user or open
+to others (the fix is chmod 600) exit 1; a missing file exits 3.`,
 	}
 	c.AddCommand(a.softkeyInitCommand(), a.softkeyInfoCommand(), a.softkeyServeCommand(),
 		a.softkeyPassphraseCommand(), a.softkeyExportCommand(), a.softkeyImportCommand())
