@@ -539,8 +539,7 @@ func (d *DB) load(opts OpenOptions) error {
 		return err
 	}
 	mk, err := fh.crypto.unwrap(pass)
-	clear(pass)
-	debug.FreeOSMemory() // argon2id's 64 MiB would stay resident in an idle server
+	clear(pass) // KDFParams.key has handed argon2id's memory back to the OS
 	if errors.Is(err, errUnwrap) {
 		return wrongPassphrase(d.path)
 	} else if err != nil {
