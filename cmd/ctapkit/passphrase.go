@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/manifoldco/promptui"
 
@@ -73,7 +74,7 @@ func (p *passphraseSource) get(ios *IOStreams) ([]byte, error) {
 		return []byte(v), nil
 	}
 	if !ios.CanPrompt() {
-		return nil, p.needed("the passphrase (" + p.label + ")")
+		return nil, p.needed("a " + strings.ToLower(p.label[:1]) + p.label[1:])
 	}
 	p.prompt = true
 	return promptPassphrase(ios, p.label)
