@@ -64,7 +64,7 @@ func (e backupEnvelope) aead(passphrase []byte) (cipher.AEAD, error) {
 }
 
 // Export writes a backup of the whole state to w: identity, master secret,
-// credentials, signature counter, PIN state and settings, large blobs. It is read in
+// credentials, signature counter, PIN state and settings, large blobs, attestation key. It is read in
 // one transaction, so it is consistent, and sealed under passphrase with the given
 // argon2id parameters (nil: DefaultKDF). The state file is only read.
 func (d *DB) Export(w io.Writer, passphrase []byte, kdf *KDFParams) error {
@@ -193,8 +193,8 @@ func ReadBackup(name string, data, passphrase []byte) (*Backup, error) {
 }
 
 // Import creates a new state file at path holding the backup, encrypted or not as
-// opts say (their Rand, AAGUID and Attestation are not used: those come from the
-// backup). Like Create it refuses an existing path and never leaves a half-made file.
+// opts say (their Rand, AAGUID, Attestation and attestation key are not used: those
+// come from the backup). Like Create it refuses an existing path and never leaves a half-made file.
 // The imported softkey has the same identity and keys, so its credentials keep
 // working, and its counter continues above the exported ceiling.
 func Import(path string, b *Backup, opts CreateOptions) (*DB, error) {

@@ -85,5 +85,10 @@ func loadCheckedMeta(b buckets) (Meta, error) {
 			return Meta{}, damagef("its settings record (PIN state) does not decode: %v", err)
 		}
 	}
+	if raw := b.meta.Get(keyAttestation); raw != nil {
+		if _, err := decodeAttestation(raw); err != nil {
+			return Meta{}, damagef("its %v", err)
+		}
+	}
 	return Meta{}, nil
 }

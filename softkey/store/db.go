@@ -46,6 +46,8 @@ import (
 //	         "count"     → number of credentials, uint64 big-endian
 //	         "settings"  → CBOR settings record (settings.go); absent = defaults
 //	         "largeblob" → serialized large-blob array; absent = never written
+//	         "attestation" → CBOR {1: batch attestation key (PKCS #8 DER),
+//	                       2: its certificates (DER, leaf first)}; absent = none
 //	creds    RP || ID → credential record (record.go)
 //	credids  ID → RP || U (lookup by ID)
 //	users    RP || U → ID (one credential per account)
@@ -102,6 +104,12 @@ type CreateOptions struct {
 	// Attestation is the attestation mode: "self", "none", "batch" or "" (the
 	// softkey's default).
 	Attestation string
+	// AttestationKey (PKCS #8 DER) and AttestationCerts (DER, leaf first) are a
+	// batch attestation key and its chain, stored like a credential's private key
+	// (see AttestationStore); both or neither. "batch" needs them; with another
+	// mode they serve enterprise attestation only.
+	AttestationKey   []byte
+	AttestationCerts [][]byte
 }
 
 // encryption returns the new file's encryption, nil for an unencrypted one.
@@ -262,6 +270,16 @@ func Create(path string, opts CreateOptions) (*DB, error) {
 		return nil, fmt.Errorf("creating softkey state %s: unknown attestation mode %q (want self, batch or none)",
 			path, opts.Attestation)
 	}
+	var att []byte
+	if opts.AttestationKey != nil || opts.AttestationCerts != nil {
+		var err error
+		if att, err = encodeAttestation(opts.AttestationKey, opts.AttestationCerts); err != nil {
+			return nil, fmt.Errorf("creating softkey state %s: %w", path, err)
+		}
+	} else if opts.Attestation == "batch" {
+		// The softkey would refuse to start on such a state.
+		return nil, fmt.Errorf("creating softkey state %s: batch attestation needs an attestation key", path)
+	}
 	enc, err := opts.encryption()
 	if err != nil {
 		return nil, fmt.Errorf("creating softkey state %s: %w", path, err)
@@ -271,7 +289,9 @@ func Create(path string, opts CreateOptions) (*DB, error) {
 		return nil, fmt.Errorf("creating softkey state %s: %w", path, err)
 	}
 	meta.Attestation = opts.Attestation
-	return build(path, newStateRecord(meta), enc, false)
+	st := newStateRecord(meta)
+	st.AttKey = att
+	return build(path, st, enc, false)
 }
 
 // build writes st into a new state file beside path and then gives it path's name:
@@ -432,6 +452,9 @@ func writeLayout(tx *bolt.Tx, st *stateRecord, enc *encryption) error {
 	}
 	if st.HasLargeBlob {
 		sealed = append(sealed, struct{ k, v []byte }{keyLargeBlob, st.LargeBlob})
+	}
+	if st.AttKey != nil {
+		sealed = append(sealed, struct{ k, v []byte }{keyAttestation, st.AttKey})
 	}
 	for _, kv := range plain {
 		if err := mb.Put(kv.k, kv.v); err != nil {
@@ -822,6 +845,11 @@ func loadPlainMeta(path string, tx *bolt.Tx, fh fileHeader) (Meta, error) {
 			return Meta{}, notSoftkey(path, "its settings record (PIN state) is damaged: "+err.Error())
 		}
 	}
+	if raw := mb.Get(keyAttestation); raw != nil {
+		if _, err := decodeAttestation(raw); err != nil {
+			return Meta{}, notSoftkey(path, "its attestation key record is damaged: "+err.Error())
+		}
+	}
 	h := fh.plain
 	m := Meta{
 		MasterSecret:  bytes.Clone(secret),
@@ -878,6 +906,13 @@ func loadSealedMeta(b buckets) (Meta, error) {
 	}
 	if _, err := b.getMeta(keyLargeBlob); err != nil {
 		return Meta{}, err
+	}
+	if raw, err := b.getMeta(keyAttestation); err != nil {
+		return Meta{}, err
+	} else if raw != nil {
+		if _, err := decodeAttestation(raw); err != nil {
+			return Meta{}, damagef("its %v", err)
+		}
 	}
 	m := Meta{
 		MasterSecret:  secret,

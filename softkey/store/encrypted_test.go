@@ -78,6 +78,8 @@ type wantState struct {
 	settings Settings
 	blob     []byte
 	secret   []byte
+	attKey   []byte
+	attCerts [][]byte
 }
 
 var fullRPs = []string{"rp0.example", "rp1.example", "rp2.example"}
@@ -121,6 +123,10 @@ func fillState(t *testing.T, s Store) wantState {
 	if err := s.SetMasterSecret(w.secret); err != nil {
 		t.Fatal(err)
 	}
+	w.attKey, w.attCerts, _ = testAttestationKey(t, "full state")
+	if err := s.(AttestationStore).SetAttestationKey(w.attKey, w.attCerts); err != nil {
+		t.Fatal(err)
+	}
 	return w
 }
 
@@ -151,6 +157,7 @@ func (w wantState) check(t *testing.T, s Store) {
 	if b, err := s.LargeBlobArray(); err != nil || !bytes.Equal(b, w.blob) {
 		t.Errorf("LargeBlobArray = %d bytes, %v; want %d", len(b), err, len(w.blob))
 	}
+	wantAttestationKey(t, s, w.attKey, w.attCerts)
 	if d, ok := s.(*DB); ok {
 		if err := d.Check(); err != nil {
 			t.Errorf("Check: %v", err)
@@ -240,6 +247,14 @@ func TestEncryptedRevealsNothing(t *testing.T) {
 	if err := d.SetMasterSecret(secret(MasterSecretSize)); err != nil {
 		t.Fatal(err)
 	}
+	// The attestation key: its private scalar, and the certificates (which name
+	// the softkey's maker, like an AAGUID does).
+	attKey, attCerts, scalar := testAttestationKey(t, "hidden attestation subject")
+	if err := d.SetAttestationKey(attKey, attCerts); err != nil {
+		t.Fatal(err)
+	}
+	needles = append(needles, scalar, []byte("hidden attestation subject"), attCerts[0][len(attCerts[0])-16:],
+		attCerts[1][len(attCerts[1])-16:])
 	needles = append(needles, aaguid[:], d.enc.masterKey)
 	d.Close()
 
@@ -470,6 +485,10 @@ func TestEncryptedSwaps(t *testing.T) {
 		"settings as large blob": func(t *testing.T, tx *bolt.Tx) {
 			m := tx.Bucket(bucketMeta)
 			m.Put(keyLargeBlob, bytes.Clone(m.Get(keySettings)))
+		},
+		"large blob as attestation key": func(t *testing.T, tx *bolt.Tx) {
+			m := tx.Bucket(bucketMeta)
+			m.Put(keyAttestation, bytes.Clone(m.Get(keyLargeBlob)))
 		},
 		"a record under a new key": func(t *testing.T, tx *bolt.Tx) {
 			c := tx.Bucket(bucketCreds)

@@ -21,9 +21,12 @@ type Memory struct {
 	// settings is nil until first written.
 	settings  *Settings
 	largeBlob []byte
-	byID      map[string]*memRecord
-	byRP      map[[32]byte]map[string]*memRecord
-	scanned   atomic.Int64 // records visited by CredentialsByRP, for the index test
+	// attKey and attCerts are the batch attestation key and chain; nil when none.
+	attKey   []byte
+	attCerts [][]byte
+	byID     map[string]*memRecord
+	byRP     map[[32]byte]map[string]*memRecord
+	scanned  atomic.Int64 // records visited by CredentialsByRP, for the index test
 }
 
 type memRecord struct {
@@ -295,6 +298,7 @@ func (m *Memory) Close() error {
 	m.closed = true
 	m.byID, m.byRP = nil, nil
 	m.settings, m.largeBlob = nil, nil
+	m.attKey, m.attCerts = nil, nil
 	return nil
 }
 

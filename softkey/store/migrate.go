@@ -55,7 +55,7 @@ func (d *DB) ChangePassphrase(passphrase []byte, kdf *KDFParams) error {
 
 // Encrypt migrates an unencrypted state file to the encrypted format in place,
 // keeping everything: identity, credentials (with their order), counter, PIN state,
-// settings and large blobs. The new file is built and fsynced beside the old one and
+// settings, large blobs and the attestation key. The new file is built and fsynced beside the old one and
 // renamed over it, so the path always holds one complete state file; d stays open,
 // on the new file. A crash midway leaves the old file and at most a temporary file
 // named .BASE.*.tmp beside it.

@@ -30,6 +30,9 @@ type stateRecord struct {
 	Creds []byte `cbor:"11,keyasint,omitempty"`
 	// NCreds is the number of records in Creds.
 	NCreds uint64 `cbor:"12,keyasint,omitempty"`
+	// AttKey is an encoded attestation record (attestation.go); nil when the state
+	// has no batch attestation key.
+	AttKey []byte `cbor:"13,keyasint,omitempty"`
 }
 
 func newStateRecord(m Meta) *stateRecord {
@@ -64,6 +67,11 @@ func (st *stateRecord) validate() error {
 	}
 	if st.Settings != nil {
 		if _, err := decodeSettings(st.Settings); err != nil {
+			return err
+		}
+	}
+	if st.AttKey != nil {
+		if _, err := decodeAttestation(st.AttKey); err != nil {
 			return err
 		}
 	}
@@ -123,6 +131,14 @@ func readState(b buckets, meta Meta) (*stateRecord, error) {
 		return nil, err
 	}
 	st.HasLargeBlob = st.LargeBlob != nil
+	if st.AttKey, err = b.getMeta(keyAttestation); err != nil {
+		return nil, err
+	}
+	if st.AttKey != nil {
+		if _, err := decodeAttestation(st.AttKey); err != nil {
+			return nil, damagef("%v", err)
+		}
+	}
 	if len(st.LargeBlob) == 0 {
 		st.LargeBlob = nil // omitted in CBOR; HasLargeBlob keeps an empty array
 	}
