@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -51,11 +53,13 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"jsonget":  cmdJSONGet,
-			"checksig": cmdCheckSig,
-			"exits":    cmdExits,
-			"jsonenv":  cmdJSONEnv,
-			"jsongt":   cmdJSONGreater,
+			"jsonget":    cmdJSONGet,
+			"checksig":   cmdCheckSig,
+			"exits":      cmdExits,
+			"jsonenv":    cmdJSONEnv,
+			"jsongt":     cmdJSONGreater,
+			"jsoncert":   cmdJSONCert,
+			"certverify": cmdCertVerify,
 		},
 	})
 }
@@ -112,6 +116,71 @@ func cmdJSONGreater(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if (x > y) == neg {
 		ts.Fatalf("jsongt: %v > %v is %v", x, y, x > y)
+	}
+}
+
+// jsoncert FILE PATH OUT writes the certificate at PATH of a --json output — a PEM
+// string, or base64url DER as in an attStmt's x5c — to OUT as PEM, for openssl and
+// certverify.
+func cmdJSONCert(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: jsoncert FILE PATH OUT")
+	}
+	v, ok := jsonPath(ts, args[0], args[1])
+	s, isString := v.(string)
+	if !ok || !isString {
+		ts.Fatalf("%s: %s is not a string", args[0], args[1])
+	}
+	der, err := base64.RawURLEncoding.DecodeString(s)
+	if block, _ := pem.Decode([]byte(s)); block != nil && block.Type == "CERTIFICATE" {
+		der, err = block.Bytes, nil
+	}
+	if err != nil {
+		ts.Fatalf("%s: %s is neither PEM nor base64url", args[0], args[1])
+	}
+	if _, err := x509.ParseCertificate(der); err != nil {
+		ts.Fatalf("%s: %s: %v", args[0], args[1], err)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[2]), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+}
+
+// certverify CA.pem CERT.pem [AAGUID] checks with the standard library that CA
+// issued CERT and, given an AAGUID, that CERT names it in its
+// id-fido-gen-ce-aaguid extension, as WebAuthn's packed attestation requires.
+func cmdCertVerify(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 && len(args) != 3 {
+		ts.Fatalf("usage: certverify CA.pem CERT.pem [AAGUID]")
+	}
+	parse := func(name string) *x509.Certificate {
+		block, _ := pem.Decode([]byte(ts.ReadFile(name)))
+		if block == nil {
+			ts.Fatalf("%s is not PEM", name)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		ts.Check(err)
+		return c
+	}
+	ca, cert := parse(args[0]), parse(args[1])
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	_, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if len(args) == 3 && err == nil {
+		want, herr := hex.DecodeString(strings.ReplaceAll(args[2], "-", ""))
+		ts.Check(herr)
+		err = fmt.Errorf("no AAGUID extension")
+		for _, ext := range cert.Extensions {
+			if ext.Id.String() == "1.3.6.1.4.1.45724.1.1.4" {
+				var got []byte
+				if _, aerr := asn1.Unmarshal(ext.Value, &got); aerr != nil || !bytes.Equal(got, want) || ext.Critical {
+					err = fmt.Errorf("AAGUID extension %x (critical %v), want %x", ext.Value, ext.Critical, want)
+				} else {
+					err = nil
+				}
+			}
+		}
+	}
+	if (err == nil) == neg {
+		ts.Fatalf("certverify %s %s: %v", args[0], args[1], err)
 	}
 }
 

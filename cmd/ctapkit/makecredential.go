@@ -184,8 +184,11 @@ type makeCredentialJSON struct {
 	LargeBlobKey        string    `json:"largeBlobKey,omitempty"`
 	AttestationType     string    `json:"attestationType"`
 	AttestationVerified bool      `json:"attestationVerified"`
-	Transport           string    `json:"transport"`
-	Device              string    `json:"device"`
+	// EpAtt: the key says its attestation is an enterprise one (CTAP 2.1 epAtt);
+	// omitted otherwise, so the usual shape is unchanged.
+	EpAtt     bool   `json:"epAtt,omitempty"`
+	Transport string `json:"transport"`
+	Device    string `json:"device"`
 
 	extensions string // human summary
 }
@@ -238,6 +241,7 @@ func (a *app) runMakeCredential(cmd *cobra.Command, o *makeCredentialOptions) er
 		Extensions:          extensionsJSON(ad.Extensions),
 		extensions:          extensionSummary(ad.Extensions),
 		AttestationVerified: attErr == nil,
+		EpAtt:               resp.EpAtt,
 		Transport:           s.dev.Info().Transport,
 		Device:              s.dev.Info().URI,
 	}
@@ -272,6 +276,9 @@ func writeMakeCredentialHuman(w io.Writer, o *makeCredentialJSON, alg ctap2.COSE
 	att := o.Fmt
 	if o.AttestationType != "" && o.AttestationType != o.Fmt {
 		att += " (" + o.AttestationType + ")"
+	}
+	if o.EpAtt {
+		att += ", enterprise"
 	}
 	switch {
 	case attErr != nil:

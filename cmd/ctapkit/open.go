@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -125,6 +127,10 @@ func (a *app) openSoftkey(ctx context.Context, path string) (transport.Device, e
 	if err != nil {
 		return nil, err
 	}
+	if err := useStoredAttestation(st, &knobs.cfg); err != nil {
+		st.Close()
+		return nil, err
+	}
 	knobs.cfg.WinkFunc = func() { a.debugf("soft:%s winks", path) } // a real key would blink
 	auth, err := softkey.New(st, knobs.cfg)
 	if err != nil {
@@ -162,6 +168,10 @@ func (a *app) openSoftTarget(ctx context.Context, path string, keepalive func(by
 	}
 	st, err := openSoftStore(path)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := useStoredAttestation(st, &knobs.cfg); err != nil {
+		st.Close()
 		return nil, nil, err
 	}
 	s, err := softtarget.New(ctx, st, knobs.cfg, softDeviceInfo(path))
@@ -245,6 +255,30 @@ func openSoftStore(path string) (store.Store, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// useStoredAttestation gives cfg the state's batch attestation key, if it has one:
+// batch attestation signs with it, and enterprise attestation uses it whatever the
+// mode (softkey.Config.BatchKey).
+func useStoredAttestation(st store.Store, cfg *softkey.Config) error {
+	as, ok := st.(store.AttestationStore)
+	if !ok {
+		return nil
+	}
+	der, certs, err := as.AttestationKey()
+	if err != nil || der == nil {
+		return err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return fmt.Errorf("batch attestation key: %w", err)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return fmt.Errorf("batch attestation key is a %T, not a signing key", k)
+	}
+	cfg.BatchKey, cfg.BatchCerts = signer, certs
+	return nil
 }
 
 func softDeviceInfo(path string) transport.DeviceInfo {

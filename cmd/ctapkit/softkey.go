@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -48,7 +50,7 @@ func defaultStatePath() string {
 }
 
 func (a *app) softkeyInitCommand() *cobra.Command {
-	var state, passFile string
+	var state, passFile, attestation string
 	var noPassphrase bool
 	c := &cobra.Command{
 		Use:   "init",
@@ -56,20 +58,42 @@ func (a *app) softkeyInitCommand() *cobra.Command {
 		Long: `Create a new softkey state file (mode 0600), encrypted at rest: a passphrase from
 --passphrase-file, ` + envPassphrase + ` or a prompt (asked twice) protects its keys,
 relying parties and users. --no-passphrase stores it unencrypted, for throwaway keys
-in CI.`,
+in CI.
+
+--attestation chooses what make-credential attests with: self (the default: packed
+self attestation, signed by the new credential's key), none, or batch: init makes a
+local attestation CA and a P-256 batch key whose certificate carries the AAGUID
+(id-fido-gen-ce-aaguid), kept in the state file like every other key. softkey info
+prints the CA certificate for relying parties that verify attestation. A batch key
+also answers enterprise attestation, once config enterprise-attestation enables it.`,
 		Example: "  ctapkit softkey init --state ./sk.db\n" +
-			"  ctapkit softkey init --state ./ci.db --no-passphrase\n  ctapkit -d soft:./sk.db info",
+			"  ctapkit softkey init --state ./ci.db --no-passphrase\n" +
+			"  ctapkit softkey init --state ./batch.db --attestation batch\n  ctapkit -d soft:./sk.db info",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			opts := store.CreateOptions{NoPassphrase: noPassphrase, Attestation: attestation}
+			switch softkey.AttestationMode(attestation) {
+			case softkey.AttestationSelf, softkey.AttestationNone, softkey.AttestationBatch:
+			default:
+				return usageErrorf("--attestation: want self, batch or none, got %q", attestation)
+			}
 			if _, err := os.Lstat(state); err == nil {
 				return fmt.Errorf("%s: file already exists; not overwriting it", state)
+			}
+			var batch *softkey.BatchAttestation
+			if attestation == string(softkey.AttestationBatch) {
+				var err error
+				if batch, err = newBatchKey(&opts); err != nil {
+					return fmt.Errorf("softkey init: %w", err)
+				}
 			}
 			pass, err := newStatePassphrase(a.io, state, passFile, noPassphrase)
 			if err != nil {
 				return err
 			}
 			defer clear(pass)
-			db, err := store.Create(state, store.CreateOptions{NoPassphrase: noPassphrase, Passphrase: pass})
+			opts.Passphrase = pass
+			db, err := store.Create(state, opts)
 			if err != nil {
 				return fmt.Errorf("softkey init: %w", err)
 			}
@@ -79,22 +103,54 @@ in CI.`,
 				return fmt.Errorf("softkey init: %w", err)
 			}
 			if a.json {
-				return writeJSON(a.io.Out, map[string]any{"state": state, "aaguid": uuid(meta.AAGUID[:]),
-					"encrypted": !noPassphrase, "formatVersion": meta.FormatVersion})
+				out := map[string]any{"state": state, "aaguid": uuid(meta.AAGUID[:]),
+					"encrypted": !noPassphrase, "formatVersion": meta.FormatVersion, "attestation": attestation}
+				if batch != nil {
+					out["attestationCA"] = string(batch.CAPEM)
+				}
+				return writeJSON(a.io.Out, out)
 			}
 			what := "unencrypted"
 			if !noPassphrase {
 				what = "encrypted: " + enc
 			}
-			fmt.Fprintf(a.io.Out, "created softkey %s (AAGUID %s, %s)\nuse it with: ctapkit -d soft:%s info\n",
-				state, uuid(meta.AAGUID[:]), what, state)
+			if attestation != string(softkey.AttestationSelf) { // the default goes without saying
+				what += ", " + attestation + " attestation"
+			}
+			fmt.Fprintf(a.io.Out, "created softkey %s (AAGUID %s, %s)\n", state, uuid(meta.AAGUID[:]), what)
+			if batch != nil {
+				fmt.Fprintf(a.io.Out, "its attestation CA is shown by: ctapkit softkey info --state %s\n", state)
+			}
+			fmt.Fprintf(a.io.Out, "use it with: ctapkit -d soft:%s info\n", state)
 			return nil
 		},
 	}
 	c.Flags().StringVar(&state, "state", defaultStatePath(), "state file to create")
 	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the passphrase from `FILE` (one trailing newline is dropped)")
 	c.Flags().BoolVar(&noPassphrase, "no-passphrase", false, "store the state unencrypted")
+	c.Flags().StringVar(&attestation, "attestation", string(softkey.AttestationSelf),
+		"attestation `MODE`: self, batch (a local CA and batch certificate) or none")
 	return c
+}
+
+// newBatchKey makes a batch attestation key and certificate for a new state and
+// puts them in opts. The certificate names the AAGUID, so the AAGUID is chosen here
+// rather than by store.Create.
+func newBatchKey(opts *store.CreateOptions) (*softkey.BatchAttestation, error) {
+	m, err := store.NewMeta(nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	batch, err := softkey.NewBatchAttestation(m.AAGUID)
+	if err != nil {
+		return nil, err
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(batch.Key)
+	if err != nil {
+		return nil, err
+	}
+	opts.AAGUID, opts.AttestationKey, opts.AttestationCerts = &m.AAGUID, key, batch.Certs
+	return batch, nil
 }
 
 // encryptionText is the Encryption line of softkey info.
@@ -153,6 +209,10 @@ func (a *app) writeSoftkeyInfo(state string, db *store.DB) error {
 	if err != nil {
 		return fmt.Errorf("softkey info: %w", err)
 	}
+	batch, err := storedBatchCerts(db)
+	if err != nil {
+		return fmt.Errorf("softkey info: %w", err)
+	}
 	minPIN := max(s.MinPINLength, ctap2.DefaultMinPINLength)
 	enc, encrypted := db.Encryption()
 	if a.json {
@@ -161,7 +221,7 @@ func (a *app) writeSoftkeyInfo(state string, db *store.DB) error {
 			encJSON = map[string]any{"cipher": enc.Cipher, "kdf": "argon2id", "time": enc.KDF.Time,
 				"memoryKiB": enc.KDF.MemoryKiB, "threads": enc.KDF.Threads}
 		}
-		return writeJSON(a.io.Out, map[string]any{
+		out := map[string]any{
 			"state": state, "aaguid": uuid(meta.AAGUID[:]), "formatVersion": meta.FormatVersion,
 			"created": meta.Created, "residentCredentials": n, "relyingParties": len(rps),
 			"encrypted": encrypted, "encryption": encJSON,
@@ -172,7 +232,13 @@ func (a *app) writeSoftkeyInfo(state string, db *store.DB) error {
 				"forcePinChange": s.ForcePINChange, "alwaysUv": s.AlwaysUV, "minPinLength": minPIN,
 				"ep": s.EnterpriseAttestation,
 			},
-		})
+		}
+		if batch != nil {
+			out["attestationCA"] = batch.caPEM
+			out["attestationCertificate"] = map[string]any{"subject": batch.leaf.Subject.String(),
+				"notBefore": batch.leaf.NotBefore.UTC(), "notAfter": batch.leaf.NotAfter.UTC()}
+		}
+		return writeJSON(a.io.Out, out)
 	}
 	pin := "not set"
 	if len(s.PINHash) > 0 {
@@ -181,7 +247,7 @@ func (a *app) writeSoftkeyInfo(state string, db *store.DB) error {
 			pin += ", must be changed"
 		}
 	}
-	return writeTable(a.io.Out, []row{
+	rows := []row{
 		{"State", state},
 		{"Format version", fmt.Sprint(meta.FormatVersion)},
 		{"Encryption", encryptionText(db)},
@@ -190,13 +256,48 @@ func (a *app) writeSoftkeyInfo(state string, db *store.DB) error {
 		{"Passkeys", fmt.Sprint(n)},
 		{"Relying parties", fmt.Sprint(len(rps))},
 		{"Attestation", attestationName(meta.Attestation)},
+	}
+	if batch != nil {
+		const day = "2006-01-02 15:04:05 MST"
+		rows = append(rows, row{"Batch certificate", batch.leaf.Subject.String()},
+			row{"Valid", batch.leaf.NotBefore.UTC().Format(day) + " to " + batch.leaf.NotAfter.UTC().Format(day)})
+	}
+	rows = append(rows, []row{
 		{"PIN", pin},
 		{"Always UV", onOff(s.AlwaysUV)},
 		{"Min PIN length", fmt.Sprint(minPIN)},
 		{"Enterprise attestation", onOff(s.EnterpriseAttestation)},
 		{"Large blobs", fmt.Sprintf("%d bytes", len(blob))},
 		{"Signature counter", fmt.Sprintf("at most %d", counter)},
-	})
+	}...)
+	if err := writeTable(a.io.Out, rows); err != nil {
+		return err
+	}
+	if batch != nil {
+		_, err = fmt.Fprintf(a.io.Out, "\nAttestation CA (give it to relying parties that verify attestation):\n%s", batch.caPEM)
+	}
+	return err
+}
+
+// batchCerts are the certificates of a state's batch attestation key.
+type batchCerts struct {
+	leaf  *x509.Certificate
+	caPEM string // the last certificate of the chain: the trust anchor
+}
+
+// storedBatchCerts reads the batch attestation certificates of a state; nil when
+// it has no batch key.
+func storedBatchCerts(db store.AttestationStore) (*batchCerts, error) {
+	_, certs, err := db.AttestationKey()
+	if err != nil || certs == nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(certs[0])
+	if err != nil {
+		return nil, fmt.Errorf("batch attestation certificate: %w", err)
+	}
+	ca := certs[len(certs)-1]
+	return &batchCerts{leaf: leaf, caPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca}))}, nil
 }
 
 func onOff(b bool) string {

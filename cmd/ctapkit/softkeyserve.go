@@ -114,6 +114,10 @@ func (a *app) serveSoftkey(parent context.Context, state string, exps []exposure
 	if err != nil {
 		return err
 	}
+	if err := useStoredAttestation(st, &cfg); err != nil {
+		st.Close()
+		return err
+	}
 	auth, err := softkey.New(st, cfg)
 	if err != nil {
 		st.Close()
