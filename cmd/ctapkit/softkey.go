@@ -167,8 +167,9 @@ func (a *app) softkeyInfoCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "info",
 		Short: "Describe a softkey state file",
-		Long: `Describe a softkey state file: identity, passkeys, PIN and options, encryption and
-format version. Every record is read and authenticated, so a damaged file shows here.`,
+		Long: `Describe a softkey state file: identity, passkeys, attestation (with the CA
+certificate of a batch key), PIN and options, encryption and format version. Every
+record is read and authenticated, so a damaged file shows here.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			db, err := openStateFile(a.io, state, passFile)
