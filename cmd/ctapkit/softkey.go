@@ -18,7 +18,7 @@ import (
 func (a *app) softkeyCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "softkey",
-		Short: "Create and inspect the software authenticator",
+		Short: "Create, inspect, back up and serve the software authenticator",
 		Long: `The softkey is ctapkit's software FIDO2 authenticator. Its state (keys, resident
 credentials, counters) lives in one file; use it with -d soft:PATH.
 
