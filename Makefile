@@ -9,7 +9,9 @@ FUZZTIME  ?= 30s
 # Debian packages the build and tests use: openssl verifies our signatures from
 # outside; python-fido2 (with pyscard for PC/SC) is an independent CTAP2
 # implementation that checks our responses; libpcsclite-dev builds the PC/SC
-# transport (cgo); pcscd and vsmartcard-vpcd give the tests a virtual reader.
+# transport (cgo); pcscd and vsmartcard-vpcd give the tests a virtual reader;
+# qemu, busybox, kmod and xz boot the small VM whose kernel has uhid for the USB
+# tests, where libfido2's fido2-tools are the independent host.
 SYSTEM_PACKAGES := openssl python3 python3-fido2 python3-pyscard libpcsclite-dev pcscd vsmartcard-vpcd pkg-config qemu-system-x86 busybox-static cpio kmod xz-utils fido2-tools
 
 .PHONY: all build demo demo-rp test deps vet lint fuzz bench cross clean
@@ -60,7 +62,7 @@ fuzz:
 	@./scripts/fuzz.sh $(FUZZTIME)
 
 bench:
-	$(GO) test -run='^$$' -bench=. -benchtime=2s ./softkey/ ./softkey/expose/ ./transport/ctaphid/
+	$(GO) test -run='^$$' -bench=. -benchtime=2s ./softkey/ ./softkey/store/ ./softkey/expose/ ./transport/ctaphid/ ./transport/pcsc/ ./transport/udp/
 
 # Builds without cgo for macOS, Windows and Linux: USB HID must compile everywhere
 # (hidraw is pure Go; karalabe/hid needs cgo, so these builds get its stub).
