@@ -1,20 +1,59 @@
 package softkey
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"time"
 
 	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/softkey/store"
 )
 
-// assertionQueue is the state getNextAssertion continues from (CTAP 2.1 §6.3).
+// assertionQueue is the state getNextAssertion continues from (CTAP 2.1 §6.3): the
+// request's data and the IDs of the credentials it has left, newest first (all
+// resident: only a discoverable getAssertion leaves any). Each credential is read
+// again from the store when its turn comes: an RP's 10,000 credentials would
+// otherwise keep 5.9 MB of records, private keys included, for up to
+// nextAssertionWindow; a 32-byte ID takes 36 bytes here.
 type assertionQueue struct {
 	rpIDHash       [32]byte
 	clientDataHash []byte
 	flags          ctap2.AuthFlags
 	ext            *gaExtensions
-	remaining      []*credential
+	remaining      idQueue
 	last           time.Time
+}
+
+// idQueue is a list of credential IDs in one buffer, taken from the front.
+type idQueue struct {
+	buf  []byte   // the IDs back to back
+	ends []uint32 // where each ID ends in buf
+	off  uint32   // where the front ID starts
+}
+
+func newIDQueue(creds []*credential) idQueue {
+	n := 0
+	for _, c := range creds {
+		n += len(c.id)
+	}
+	q := idQueue{buf: make([]byte, 0, n), ends: make([]uint32, 0, len(creds))}
+	for _, c := range creds {
+		q.buf = append(q.buf, c.id...)
+		q.ends = append(q.ends, uint32(len(q.buf)))
+	}
+	return q
+}
+
+func (q *idQueue) len() int { return len(q.ends) }
+
+// pop removes the front ID and returns it; it shares q's buffer, which nothing
+// writes to.
+func (q *idQueue) pop() []byte {
+	end := q.ends[0]
+	id := q.buf[q.off:end:end]
+	q.off, q.ends = end, q.ends[1:]
+	return id
 }
 
 // GetAssertion answers authenticatorGetAssertion for Go callers.
@@ -121,26 +160,48 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		resp.NumberOfCredentials = uint(n)
 		a.next = &assertionQueue{
 			rpIDHash:       rpIDHash,
-			clientDataHash: req.ClientDataHash,
+			clientDataHash: bytes.Clone(req.ClientDataHash),
 			flags:          flags,
 			ext:            ext,
-			remaining:      candidates[1:],
+			remaining:      newIDQueue(candidates[1:]),
 			last:           a.cfg.Now(),
 		}
 	}
 	return resp, nil
 }
 
+// getNextAssertion reads the next remaining credential from the store. No command
+// can delete one meanwhile (any other command ends the sequence), but a Go caller
+// sharing the store can: a credential gone from the store is skipped, like one
+// never found, and when none of the remaining ones is left the sequence ends with
+// NO_CREDENTIALS. §6.3 names no status for this; NOT_ALLOWED is what it answers to
+// a host that asks for more than numberOfCredentials or too late, which this host
+// did not, and NO_CREDENTIALS is what getAssertion answers when it finds none.
 func (a *Authenticator) getNextAssertion(context.Context, *struct{}, func(byte)) (*ctap2.GetAssertionResponse, error) {
 	q := a.next
-	if q == nil || len(q.remaining) == 0 || a.cfg.Now().Sub(q.last) > nextAssertionWindow {
+	if q == nil || q.remaining.len() == 0 || a.cfg.Now().Sub(q.last) > nextAssertionWindow {
 		a.next = nil
 		return nil, ctap2.ErrNotAllowed
 	}
-	c := q.remaining[0]
-	q.remaining = q.remaining[1:]
 	q.last = a.cfg.Now()
-	return a.assert(q.rpIDHash, q.clientDataHash, q.flags, q.ext, c)
+	for q.remaining.len() > 0 {
+		stored, err := a.st.Credential(q.remaining.pop())
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if q.remaining.len() == 0 {
+			a.next = nil // the last one: nothing to keep
+		}
+		if err != nil {
+			return nil, ctap2.ErrOther
+		}
+		if stored.RPIDHash != q.rpIDHash {
+			continue // cannot happen: IDs are random
+		}
+		return a.assert(q.rpIDHash, q.clientDataHash, q.flags, q.ext, residentCredential(stored))
+	}
+	a.next = nil
+	return nil, ctap2.ErrNoCredentials
 }
 
 // assert signs authData || clientDataHash with c and builds the response. The user
