@@ -2,7 +2,9 @@ package conformance_test
 
 import (
 	"context"
+	"regexp"
 	"testing"
+	"time"
 
 	conformance "github.com/ctapkit/ctapkit/fido-conformance"
 	"github.com/ctapkit/ctapkit/fido-conformance/softtarget"
@@ -42,6 +44,24 @@ func TestSoftkeyPassesSuite(t *testing.T) {
 				t.Errorf("%s skipped without a reason", r.ID)
 			}
 			t.Logf("%s", r)
+		}
+	}
+}
+
+// TestResetWindow: RS-2 passes on a softkey that refuses a late reset and fails
+// on one whose window never closes (and which it then wipes).
+func TestResetWindow(t *testing.T) {
+	only := conformance.Options{Destructive: true, Only: regexp.MustCompile(`^RS-2$`)}
+	for _, tc := range []struct {
+		window time.Duration
+		want   conformance.Status
+	}{{0, conformance.Pass}, {time.Hour, conformance.Fail}} {
+		s := newSoftkey(t, softkey.Config{ResetWindow: tc.window})
+		r := conformance.Run(context.Background(), s.Target, only)
+		if len(r) != 1 || r[0].Status != tc.want {
+			t.Errorf("reset window %v: %v, want RS-2 %s", tc.window, r, tc.want)
+		} else {
+			t.Logf("reset window %v: %s", tc.window, r[0])
 		}
 	}
 }

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/ctapkit/ctapkit/ctap2"
 )
@@ -74,12 +75,37 @@ func init() {
 		Case{ID: "RS-2", Area: AreaReset, Destructive: true, Presence: true, Requirement: "CTAP 2.1 §6.6 (reset refused later than 10 s after power-up)",
 			Description: "reset long after power-up is refused with NOT_ALLOWED",
 			Run: func(t *T) {
-				// The window is measured on the key's own clock from power-up. The
-				// Target offers no way to move that clock, and the suite cannot know
-				// how long ago a key it did not power-cycle came up; waiting out the
-				// window after a power cycle would cost every run more than 10 s and
-				// still wipe the key if it is wrongly accepted.
-				t.Skipf("needs control of the key's clock to get past the reset window, which the target does not offer")
+				// The window is measured on the key's own clock from power-up.
+				// Without control of that clock the suite cannot know how long ago
+				// a key it did not power-cycle came up, and waiting out the window
+				// would cost every run more than 10 s and still wipe the key if it
+				// is wrongly accepted.
+				if t.Target().AdvanceClock == nil {
+					t.Skipf("needs control of the key's clock to get past the reset window, which the target does not offer")
+				}
+				// Something the refused reset must leave alone.
+				rp := freshRPID("rs2")
+				req := credRequest(rp, testUser("rs2"), false, nil)
+				if tok := mcToken(t, rp, false); tok != nil {
+					tok.ProtectMakeCredential(req)
+				}
+				resp, err := t.Client().MakeCredential(t.Context(), req)
+				t.Must("makeCredential before the reset", err)
+				ad, err := resp.ParseAuthData()
+				t.Must("parsing authData", err)
+				if ad.Attested == nil {
+					t.Fatalf("makeCredential authData: observed no attested credential data, expected it")
+				}
+				t.Target().AdvanceClock(11 * time.Second)
+				err = t.Client().Reset(t.Context())
+				if !t.ExpectStatus("reset 11 s after power-up", err, ctap2.ErrNotAllowed) {
+					if err == nil {
+						t.Target().PIN = "" // it did wipe the key
+					}
+					return
+				}
+				_, err = t.Client().GetAssertion(t.Context(), silent(assertRequest(rp, ad.Attested.CredentialID)))
+				t.ExpectStatus("getAssertion after the refused reset", err, ctap2.StatusOK)
 			}},
 	)
 }

@@ -30,6 +30,10 @@ type Target struct {
 	// softkey: a restart on the same state). Cases about power-cycle rules skip
 	// without it. After it returns, Device and Client must work again.
 	PowerCycle func(ctx context.Context) error
+	// AdvanceClock, when set, moves the key's clock forward by d, as that much
+	// time passing would (a simulator's clock). Timing rules such as the reset
+	// window are then checked without waiting; their cases skip without it.
+	AdvanceClock func(d time.Duration)
 }
 
 // HIDLink is raw access to 64-byte CTAPHID reports (ctaphid.PacketConn).

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/ctapkit/ctapkit/ctap2"
 	conformance "github.com/ctapkit/ctapkit/fido-conformance"
@@ -28,6 +30,8 @@ type Softkey struct {
 	cfg  softkey.Config
 	info transport.DeviceInfo
 
+	skew atomic.Int64 // nanoseconds the softkey's clock is ahead
+
 	mu       sync.Mutex
 	auth     *softkey.Authenticator
 	stopHID  context.CancelFunc
@@ -38,7 +42,16 @@ type Softkey struct {
 // New starts a softkey with cfg on st (which it owns) and returns it as a target.
 // Presence is automatic unless cfg says otherwise.
 func New(ctx context.Context, st store.Store, cfg softkey.Config, info transport.DeviceInfo) (*Softkey, error) {
-	s := &Softkey{Target: &conformance.Target{}, st: keepOpen{st}, cfg: cfg, info: info}
+	s := &Softkey{Target: &conformance.Target{}, st: keepOpen{st}, info: info}
+	// The softkey's clock runs ahead by what AdvanceClock added, so timing
+	// rules (the reset window) are tested without waiting.
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	cfg.Now = func() time.Time { return now().Add(time.Duration(s.skew.Load())) }
+	s.cfg = cfg
+	s.AdvanceClock = func(d time.Duration) { s.skew.Add(int64(d)) }
 	s.AutoPresence = cfg.PresenceFunc == nil && (cfg.Presence == "" || cfg.Presence == softkey.PresenceAuto)
 	s.PowerCycle = s.powerCycle
 	if err := s.start(ctx); err != nil {
