@@ -74,7 +74,7 @@ func residentCreds(t *T, rpID string) []ctap2.ResidentCredential {
 func init() {
 	register(
 		Case{ID: "CM-1", Area: AreaCredMgmt, Presence: true, Requirement: "CTAP 2.1 §6.8.2 (getCredsMetadata)",
-			Description: "getCredsMetadata counts every discoverable credential the enumeration lists, and one more after a new one",
+			Description: "getCredsMetadata counts every discoverable credential the enumeration lists, and one more after a new one; getInfo's remaining count agrees",
 			Run: func(t *T) {
 				cmCommand(t)
 				tok := cmToken(t, "")
@@ -105,6 +105,10 @@ func init() {
 					t.Errorf("maxPossibleRemainingResidentCredentialsCount after one more credential: observed %d, expected at most %d", after.MaxRemaining, before.MaxRemaining)
 				case after.MaxRemaining == before.MaxRemaining:
 					t.Logf("maxPossibleRemainingResidentCredentialsCount stayed %d after one more credential (it is an estimate)", after.MaxRemaining)
+				}
+				// GI-7's check, for keys whose PIN only a destructive run sets.
+				if rem := refreshInfo(t).RemainingDiscoverableCredentials; rem != nil && *rem != after.MaxRemaining {
+					t.Errorf("getInfo remainingDiscoverableCredentials: observed %d, expected %d (credential metadata)", *rem, after.MaxRemaining)
 				}
 			}},
 		Case{ID: "CM-2", Area: AreaCredMgmt, Presence: true, Requirement: "CTAP 2.1 §6.8.3, §6.8.4 (enumerateRPs, enumerateCredentials)",
