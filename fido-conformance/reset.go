@@ -22,21 +22,7 @@ func init() {
 				// (and a large blob), made without cleanups, since the reset is the
 				// cleanup.
 				rp := freshRPID("rs1")
-				var ids [][]byte
-				for _, rk := range []bool{true, false} {
-					req := credRequest(rp, testUser("rs1"), rk, nil)
-					if tok := mcToken(t, rp, rk); tok != nil {
-						tok.ProtectMakeCredential(req)
-					}
-					resp, err := t.Client().MakeCredential(t.Context(), req)
-					t.Must("makeCredential before the reset", err)
-					ad, err := resp.ParseAuthData()
-					t.Must("parsing authData", err)
-					if ad.Attested == nil {
-						t.Fatalf("makeCredential authData: observed no attested credential data, expected it")
-					}
-					ids = append(ids, ad.Attested.CredentialID)
-				}
+				ids := [][]byte{credBeforeReset(t, rp, "rs1", true), credBeforeReset(t, rp, "rs1", false)}
 				largeBlobs, _ := t.Info().Option("largeBlobs")
 				if largeBlobs && pinKnown(t) {
 					ser := lbWithEntry(t, ctap2.InitialLargeBlobArray(), 64)
@@ -85,27 +71,35 @@ func init() {
 				}
 				// Something the refused reset must leave alone.
 				rp := freshRPID("rs2")
-				req := credRequest(rp, testUser("rs2"), false, nil)
-				if tok := mcToken(t, rp, false); tok != nil {
-					tok.ProtectMakeCredential(req)
-				}
-				resp, err := t.Client().MakeCredential(t.Context(), req)
-				t.Must("makeCredential before the reset", err)
-				ad, err := resp.ParseAuthData()
-				t.Must("parsing authData", err)
-				if ad.Attested == nil {
-					t.Fatalf("makeCredential authData: observed no attested credential data, expected it")
-				}
+				id := credBeforeReset(t, rp, "rs2", false)
 				t.Target().AdvanceClock(11 * time.Second)
-				err = t.Client().Reset(t.Context())
+				err := t.Client().Reset(t.Context())
 				if !t.ExpectStatus("reset 11 s after power-up", err, ctap2.ErrNotAllowed) {
 					if err == nil {
 						t.Target().PIN = "" // it did wipe the key
 					}
 					return
 				}
-				_, err = t.Client().GetAssertion(t.Context(), silent(assertRequest(rp, ad.Attested.CredentialID)))
+				_, err = t.Client().GetAssertion(t.Context(), silent(assertRequest(rp, id)))
 				t.ExpectStatus("getAssertion after the refused reset", err, ctap2.StatusOK)
 			}},
 	)
+}
+
+// credBeforeReset makes a credential for a reset case to check afterwards and
+// returns its ID. It registers no cleanup: the reset (or its refusal) is the
+// point.
+func credBeforeReset(t *T, rp, user string, rk bool) []byte {
+	req := credRequest(rp, testUser(user), rk, nil)
+	if tok := mcToken(t, rp, rk); tok != nil {
+		tok.ProtectMakeCredential(req)
+	}
+	resp, err := t.Client().MakeCredential(t.Context(), req)
+	t.Must("makeCredential before the reset", err)
+	ad, err := resp.ParseAuthData()
+	t.Must("parsing authData", err)
+	if ad.Attested == nil {
+		t.Fatalf("makeCredential authData: observed no attested credential data, expected it")
+	}
+	return ad.Attested.CredentialID
 }
