@@ -274,9 +274,15 @@ func waitForCard(ctx context.Context, sc *scard.Context, reader string, wait tim
 	if wait < 0 {
 		return noCard
 	}
-	deadline := time.Now().Add(wait)
+	start := time.Now()
+	deadline := start.Add(wait)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
+	}
+	// Running out of time while no card comes is "no device here", whichever
+	// limit ran out; only a cancel (Ctrl-C) is reported as such.
+	gone := func() error {
+		return fmt.Errorf("pcsc: no card on %s after %v: %w", reader, time.Since(start).Round(100*time.Millisecond), transport.ErrNoDevice)
 	}
 	// SCardCancel is the only way to interrupt a blocking GetStatusChange.
 	stop := context.AfterFunc(ctx, func() { sc.Cancel() })
@@ -284,11 +290,13 @@ func waitForCard(ctx context.Context, sc *scard.Context, reader string, wait tim
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return fmt.Errorf("pcsc: no card on %s after %v: %w", reader, wait.Round(time.Millisecond), transport.ErrNoDevice)
+			return gone()
 		}
 		rs[0].CurrentState = rs[0].EventState &^ scard.StateChanged
 		err := sc.GetStatusChange(rs, left)
 		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return gone()
 		case ctx.Err() != nil:
 			return fmt.Errorf("pcsc: waiting for a card on %s: %w", reader, ctx.Err())
 		case errors.Is(err, scard.ErrTimeout):
