@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/internal/benchratio"
 	"github.com/ctapkit/ctapkit/softkey/store"
 )
 
@@ -76,18 +76,6 @@ func benchOpen(b *testing.B, path, passphrase string) *Authenticator {
 	return a
 }
 
-func benchTimed(f func()) time.Duration {
-	start := time.Now()
-	f()
-	return time.Since(start)
-}
-
-func benchMedian(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 // benchCBOR encodes one request for HandleCBOR.
 func benchCBOR(b *testing.B, cmd ctap2.Command, req any) []byte {
 	b.Helper()
@@ -142,19 +130,7 @@ func benchGetAssertion(b *testing.B, big, small *Authenticator, bigID, smallID [
 	onBig, onSmall := func() { benchCall(b, big, bigReq) }, func() { benchCall(b, small, smallReq) }
 	onBig() // warm up: the signer cache, the pages of the path to the record
 	onSmall()
-	var tBig, tSmall []time.Duration
-	for i := 0; b.Loop(); i++ {
-		if i%2 == 0 {
-			tBig = append(tBig, benchTimed(onBig))
-			tSmall = append(tSmall, benchTimed(onSmall))
-		} else {
-			tSmall = append(tSmall, benchTimed(onSmall))
-			tBig = append(tBig, benchTimed(onBig))
-		}
-	}
-	b.ReportMetric(float64(benchMedian(tBig))/float64(benchMedian(tSmall)), "x-10creds")
-	b.ReportMetric(float64(benchMedian(tBig).Nanoseconds()), "100k-ns")
-	b.ReportMetric(float64(benchMedian(tSmall).Nanoseconds()), "10-ns")
+	benchratio.Compare(b, onBig, onSmall).Report(b, "x-10creds", "100k", "10")
 }
 
 // BenchmarkCapacityMakeCredential: makeCredential rk through HandleCBOR on bbolt
@@ -203,14 +179,8 @@ func benchMakeCredential(b *testing.B, big, empty *Authenticator, raw store.Stor
 	for _, op := range ops {
 		op() // warm up
 	}
-	times := make([][]time.Duration, len(ops))
-	for i := 0; b.Loop(); i++ {
-		for j := range ops { // rotate the order
-			k := (i + j) % len(ops)
-			times[k] = append(times[k], benchTimed(ops[k]))
-		}
-	}
-	tEmpty, tBig, tPut := benchMedian(times[0]), benchMedian(times[1]), benchMedian(times[2])
+	times := benchratio.Times(b, ops...)
+	tEmpty, tBig, tPut := benchratio.Median(times[0]), benchratio.Median(times[1]), benchratio.Median(times[2])
 	b.ReportMetric(float64(time.Second)/float64(tEmpty), "mc/s")
 	b.ReportMetric(float64(time.Second)/float64(tBig), "mc-100k/s")
 	b.ReportMetric(float64(time.Second)/float64(tPut), "put/s")

@@ -3,11 +3,10 @@ package softkey
 import (
 	"context"
 	"path/filepath"
-	"slices"
 	"testing"
-	"time"
 
 	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/internal/benchratio"
 	"github.com/ctapkit/ctapkit/softkey/store"
 )
 
@@ -91,39 +90,7 @@ func BenchmarkGetAssertionEncrypted(b *testing.B) {
 			onEnc, onMem := call(enc, tc.reqs.enc), call(mem, tc.reqs.mem)
 			onEnc() // warm up: the signer cache, the pages on the path to the record
 			onMem()
-			var tEnc, tMem []time.Duration
-			timed := func(f func()) time.Duration {
-				start := time.Now()
-				f()
-				return time.Since(start)
-			}
-			for i := 0; b.Loop(); i++ {
-				if i%2 == 0 {
-					tEnc = append(tEnc, timed(onEnc))
-					tMem = append(tMem, timed(onMem))
-				} else {
-					tMem = append(tMem, timed(onMem))
-					tEnc = append(tEnc, timed(onEnc))
-				}
-			}
-			b.ReportMetric(float64(encBenchMedian(tEnc))/float64(encBenchMedian(tMem)), "x-memory")
-			b.ReportMetric(float64(encBenchMean(tEnc))/float64(encBenchMean(tMem)), "x-memory-mean")
-			b.ReportMetric(float64(encBenchMedian(tEnc).Nanoseconds()), "encrypted-ns")
-			b.ReportMetric(float64(encBenchMedian(tMem).Nanoseconds()), "memory-ns")
+			benchratio.Compare(b, onEnc, onMem).Report(b, "x-memory", "encrypted", "memory")
 		})
 	}
-}
-
-func encBenchMedian(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func encBenchMean(d []time.Duration) time.Duration {
-	var sum time.Duration
-	for _, x := range d {
-		sum += x
-	}
-	return sum / time.Duration(len(d))
 }

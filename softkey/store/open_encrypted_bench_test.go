@@ -67,24 +67,7 @@ func BenchmarkCredentialEncrypted(b *testing.B) {
 		}
 	}
 	onEnc, onPlain := read(enc), read(plain)
-	var tEnc, tPlain time.Duration
-	timed := func(f func()) time.Duration {
-		start := time.Now()
-		f()
-		return time.Since(start)
-	}
-	for i := 0; b.Loop(); i++ {
-		if i%2 == 0 {
-			tEnc += timed(onEnc)
-			tPlain += timed(onPlain)
-		} else {
-			tPlain += timed(onPlain)
-			tEnc += timed(onEnc)
-		}
-	}
-	b.ReportMetric(float64(tEnc)/float64(tPlain), "x-plain")
-	b.ReportMetric(float64(tEnc.Nanoseconds())/float64(b.N), "encrypted-ns")
-	b.ReportMetric(float64(tPlain.Nanoseconds())/float64(b.N), "plain-ns")
+	benchratio.Compare(b, onEnc, onPlain).Report(b, "x-plain", "encrypted", "plain")
 }
 
 // BenchmarkUnsealRecord is the AES-256-GCM open of one stored credential record

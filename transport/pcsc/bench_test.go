@@ -6,13 +6,12 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"slices"
 	"testing"
-	"time"
 
 	"github.com/ebfe/scard"
 
 	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/internal/benchratio"
 	"github.com/ctapkit/ctapkit/internal/pcsctest"
 	"github.com/ctapkit/ctapkit/softkey"
 	"github.com/ctapkit/ctapkit/softkey/expose"
@@ -105,23 +104,7 @@ func BenchmarkTransactOverhead(b *testing.B) {
 		b.Fatalf("raw getInfo (%d bytes) and Transact (%d bytes) differ", len(r), len(o))
 	}
 
-	var tOurs, tRaw []time.Duration
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		// Alternate the order so that neither side always follows the other.
-		if i%2 == 0 {
-			tOurs = append(tOurs, timed(func() { ours() }))
-			tRaw = append(tRaw, timed(func() { raw() }))
-		} else {
-			tRaw = append(tRaw, timed(func() { raw() }))
-			tOurs = append(tOurs, timed(func() { ours() }))
-		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(median(tOurs))/float64(median(tRaw)), "x-raw")
-	b.ReportMetric(float64(sum(tOurs))/float64(sum(tRaw)), "x-raw-mean")
-	b.ReportMetric(float64(median(tOurs).Nanoseconds()), "transact-ns")
-	b.ReportMetric(float64(median(tRaw).Nanoseconds()), "raw-ns")
+	benchratio.Compare(b, func() { ours() }, func() { raw() }).Report(b, "x-raw", "transact", "raw")
 	b.ReportMetric(float64(apdus), "apdus")
 }
 
@@ -161,39 +144,5 @@ func BenchmarkGetAssertion(b *testing.B) {
 		}
 	}
 	pcscGA, localGA := assert(viaPCSC), assert(inProcess)
-	var tPCSC, tLocal []time.Duration
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		if i%2 == 0 {
-			tPCSC = append(tPCSC, timed(pcscGA))
-			tLocal = append(tLocal, timed(localGA))
-		} else {
-			tLocal = append(tLocal, timed(localGA))
-			tPCSC = append(tPCSC, timed(pcscGA))
-		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(median(tPCSC))/float64(median(tLocal)), "x-inprocess")
-	b.ReportMetric(float64(median(tPCSC).Nanoseconds()), "pcsc-ns")
-	b.ReportMetric(float64(median(tLocal).Nanoseconds()), "inprocess-ns")
-}
-
-func timed(f func()) time.Duration {
-	start := time.Now()
-	f()
-	return time.Since(start)
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func sum(d []time.Duration) time.Duration {
-	var t time.Duration
-	for _, x := range d {
-		t += x
-	}
-	return t
+	benchratio.Compare(b, pcscGA, localGA).Report(b, "x-inprocess", "pcsc", "inprocess")
 }

@@ -3,11 +3,10 @@ package udp_test
 import (
 	"context"
 	"net"
-	"slices"
 	"testing"
-	"time"
 
 	"github.com/ctapkit/ctapkit/ctap2"
+	"github.com/ctapkit/ctapkit/internal/benchratio"
 	"github.com/ctapkit/ctapkit/softkey"
 	"github.com/ctapkit/ctapkit/softkey/expose"
 	"github.com/ctapkit/ctapkit/softkey/store"
@@ -80,32 +79,7 @@ func BenchmarkUDPvsInProcess(b *testing.B) {
 			overUDP, inProcess := ops[name](remote), ops[name](local)
 			overUDP() // warm up both paths
 			inProcess()
-			var tUDP, tLocal []time.Duration
-			for i := 0; b.Loop(); i++ {
-				// Alternate the order so that neither side always follows the other.
-				if i%2 == 0 {
-					tUDP = append(tUDP, timed(overUDP))
-					tLocal = append(tLocal, timed(inProcess))
-				} else {
-					tLocal = append(tLocal, timed(inProcess))
-					tUDP = append(tUDP, timed(overUDP))
-				}
-			}
-			b.ReportMetric(float64(median(tUDP))/float64(median(tLocal)), "x-inprocess")
-			b.ReportMetric(float64(median(tUDP).Nanoseconds()), "udp-ns")
-			b.ReportMetric(float64(median(tLocal).Nanoseconds()), "inprocess-ns")
+			benchratio.Compare(b, overUDP, inProcess).Report(b, "x-inprocess", "udp", "inprocess")
 		})
 	}
-}
-
-func timed(f func()) time.Duration {
-	start := time.Now()
-	f()
-	return time.Since(start)
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
