@@ -16,8 +16,7 @@ import (
 	"github.com/ctapkit/ctapkit/ctap2"
 	conformance "github.com/ctapkit/ctapkit/fido-conformance"
 	"github.com/ctapkit/ctapkit/transport"
-	"github.com/ctapkit/ctapkit/transport/hid"
-	"github.com/ctapkit/ctapkit/transport/udp"
+	"github.com/ctapkit/ctapkit/transport/ctaphid"
 )
 
 const destructiveWarning = "the destructive cases set a PIN, change settings, delete credentials and reset the key: " +
@@ -256,25 +255,15 @@ func (a *app) openConformanceTarget(ctx context.Context, uri string, keepalive f
 	}
 	target := &conformance.Target{Device: dev, Client: newClient(dev, keepalive)}
 	closeAll := dev.Close
-	// A second open of the HID node, or a second socket to a UDP simulator, is
-	// another program's raw CTAPHID link: the CTAPHID cases run through it.
-	var raw interface {
-		conformance.HIDLink
-		Close() error
-	}
-	switch info := dev.Info(); info.Transport {
-	case "hid":
-		if c, err := hid.OpenPacketConn(info.Path); err == nil {
-			raw = c
+	// A second raw CTAPHID link to the key (another open of the HID node, another
+	// socket to a UDP simulator): the CTAPHID cases run through it.
+	if rl, ok := dev.(ctaphid.RawLinker); ok {
+		if raw, err := rl.RawLink(); err == nil {
+			target.HID = raw
+			closeAll = func() error { return errors.Join(raw.Close(), dev.Close()) }
+		} else {
+			a.debugf("no raw CTAPHID link: %v", err)
 		}
-	case "udp":
-		if c, err := udp.Dial(info.Path, udp.Options{}); err == nil {
-			raw = c
-		}
-	}
-	if raw != nil {
-		target.HID = raw
-		closeAll = func() error { return errors.Join(raw.Close(), dev.Close()) }
 	}
 	return target, closeAll, nil
 }

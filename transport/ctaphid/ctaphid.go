@@ -119,6 +119,13 @@ type PacketConn interface {
 	Close() error
 }
 
+// RawLinker is a device that can open a second, raw CTAPHID link to the same key,
+// as another program would: a second open of the HID node, a second socket to a
+// UDP simulator. Conformance tests speak raw packets through it.
+type RawLinker interface {
+	RawLink() (PacketConn, error)
+}
+
 // packetCID returns the channel of a packet of at least 4 bytes.
 func packetCID(p []byte) uint32 { return binary.BigEndian.Uint32(p) }
 

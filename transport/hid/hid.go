@@ -49,6 +49,9 @@ type Device struct {
 
 var _ transport.Device = (*Device)(nil)
 
+// RawLink opens the node a second time, without INIT (ctaphid.RawLinker).
+func (d *Device) RawLink() (ctaphid.PacketConn, error) { return OpenPacketConn(d.info.Path) }
+
 // Transact sends one request and returns the reply (see ctaphid.Device.Transact):
 // keepalives go to transport.KeepaliveFunc(ctx), cancelling ctx sends CANCEL, a
 // busy key is retried until ctx ends. A key that was unplugged gives a one-line

@@ -199,6 +199,9 @@ type Device struct {
 
 var _ transport.Device = (*Device)(nil)
 
+// RawLink opens a second socket to the simulator (ctaphid.RawLinker).
+func (d *Device) RawLink() (ctaphid.PacketConn, error) { return Dial(d.info.Path, Options{}) }
+
 // Open connects to the simulator at addr (HOST:PORT, or HOST for port 8111) and
 // allocates a CTAPHID channel on it with INIT. Nothing listening there is an
 // error wrapping transport.ErrNoDevice (when the system reports it, as it does
