@@ -20,6 +20,8 @@ import (
 	"github.com/ctapkit/ctapkit/softkey/expose"
 	"github.com/ctapkit/ctapkit/softkey/store"
 	"github.com/ctapkit/ctapkit/transport"
+	"github.com/ctapkit/ctapkit/transport/hid"
+	"github.com/ctapkit/ctapkit/transport/pcsc"
 	"github.com/ctapkit/ctapkit/transport/udp"
 )
 
@@ -32,9 +34,9 @@ func registerSchemes(a *app) {
 		}
 	}
 	must(a.registry.Register(transport.Scheme{Name: "soft", Open: a.openSoftkey}))
-	must(a.registry.Register(a.pcscScheme()))
-	must(a.registry.Register(a.hidScheme()))
-	must(a.registry.Register(transport.Scheme{Name: udp.SchemeName, Open: a.openUDP}))
+	must(a.registry.Register(lateScheme(func() transport.Scheme { return pcsc.Scheme(pcsc.Options{Log: a.apduLog()}) })))
+	must(a.registry.Register(lateScheme(func() transport.Scheme { return hid.Scheme(hid.Options{Log: a.frameLog()}) })))
+	must(a.registry.Register(lateScheme(func() transport.Scheme { return udp.Scheme(udp.Options{Log: a.frameLog()}) })))
 }
 
 // newClient wraps dev in a CTAP2 client that falls back to U2F for U2F-only keys, as

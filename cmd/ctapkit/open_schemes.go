@@ -6,19 +6,15 @@ import (
 	"fmt"
 
 	"github.com/ctapkit/ctapkit/transport"
-	"github.com/ctapkit/ctapkit/transport/hid"
-	"github.com/ctapkit/ctapkit/transport/pcsc"
 )
 
-// The schemes whose options depend on flags read them when a device opens,
-// after the flags are parsed.
-
-// pcscScheme is the pcsc: scheme with -vv's APDU log; the options are read when
-// a device opens, after the flags are parsed.
-func (a *app) pcscScheme() transport.Scheme {
-	s := pcsc.Scheme(pcsc.Options{})
-	s.Open = func(ctx context.Context, reader string) (transport.Device, error) {
-		return pcsc.Scheme(pcsc.Options{Log: a.apduLog()}).Open(ctx, reader)
+// lateScheme is a scheme whose options depend on flags (the -vv logs): build
+// makes it with the options as they are when a device opens, once the flags are
+// parsed.
+func lateScheme(build func() transport.Scheme) transport.Scheme {
+	s := build()
+	s.Open = func(ctx context.Context, path string) (transport.Device, error) {
+		return build().Open(ctx, path)
 	}
 	return s
 }
@@ -35,13 +31,4 @@ func (a *app) apduLog() func(dir string, apdu []byte) {
 		}
 		fmt.Fprintf(a.io.ErrOut, "apdu %s %s\n", arrow, hex.EncodeToString(apdu))
 	}
-}
-
-// hidScheme is the hid: scheme with -vv's CTAPHID frame log.
-func (a *app) hidScheme() transport.Scheme {
-	s := hid.Scheme(hid.Options{})
-	s.Open = func(ctx context.Context, path string) (transport.Device, error) {
-		return hid.Scheme(hid.Options{Log: a.frameLog()}).Open(ctx, path)
-	}
-	return s
 }

@@ -8,16 +8,7 @@ import (
 
 	"github.com/ctapkit/ctapkit/softkey"
 	"github.com/ctapkit/ctapkit/softkey/expose"
-	"github.com/ctapkit/ctapkit/transport"
-	"github.com/ctapkit/ctapkit/transport/udp"
 )
-
-// openUDP opens udp:HOST:PORT, a simulator of the UDP convention (this softkey
-// served with --udp, or another), with the -vv frame log, which is only known
-// once the flags are parsed.
-func (a *app) openUDP(ctx context.Context, path string) (transport.Device, error) {
-	return udp.Scheme(udp.Options{Log: a.frameLog()}).Open(ctx, path)
-}
 
 // udpExposure serves the softkey by the authenticator-simulator convention: one
 // 64-byte CTAPHID report per UDP datagram at addr. Port 0 picks a free port; the
