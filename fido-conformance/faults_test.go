@@ -3,6 +3,7 @@ package conformance_test
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,7 +189,7 @@ func TestFaultsAreCaught(t *testing.T) {
 				}
 			}
 			for id, b := range broken {
-				if b.Status == conformance.Fail && !contains(fc.wantFailing, id) {
+				if b.Status == conformance.Fail && !slices.Contains(fc.wantFailing, id) {
 					t.Logf("also failed: %s", b)
 				}
 				if limit := opts.CaseTimeout + time.Second; b.Duration > limit {
@@ -221,13 +222,4 @@ func runFaultSuite(t *testing.T, fc faultCase, faults *softkey.Faults, opts conf
 		out[r.ID] = r
 	}
 	return out
-}
-
-func contains(ids []string, id string) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }

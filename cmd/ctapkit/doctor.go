@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -275,7 +276,7 @@ func (a *app) checkKeys(ctx context.Context) []diagnosis {
 		uris = append(uris, i.URI)
 	}
 	if named := a.deviceURI; named != "" {
-		if !containsString(uris, named) {
+		if !slices.Contains(uris, named) {
 			uris = append(uris, named)
 		}
 	}
@@ -286,15 +287,6 @@ func (a *app) checkKeys(ctx context.Context) []diagnosis {
 		ds = append(ds, a.checkKey(ctx, uri))
 	}
 	return ds
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // checkKey reports a key whose PIN is blocked or must be changed first.
